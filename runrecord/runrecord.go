@@ -10,9 +10,9 @@ const FileName = "record.json"
 
 // Record is everything a report needs about one (configuration, seed) run.
 type Record struct {
-	Config   string            `json:"config"`   // configuration name, e.g. "m2mixer_m"
-	Model    string            `json:"model"`    // paper row name, e.g. "M2-Mixer_M"
-	Dataset  string            `json:"dataset"`  // "avmnist" or "mimic"
+	Config   string            `json:"config"`  // configuration name, e.g. "m2mixer_m"
+	Model    string            `json:"model"`   // paper row name, e.g. "M2-Mixer_M"
+	Dataset  string            `json:"dataset"` // "avmnist" or "mimic"
 	Seed     int64             `json:"seed"`
 	Profile  string            `json:"profile,omitempty"`
 	Device   string            `json:"device"`   // "cpu", "cuda:0"
