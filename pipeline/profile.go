@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+)
+
+// Profile says which configurations to train, with which seeds and limits.
+// Profiles are data files in manifests/profiles (quick.json, paper.json).
+type Profile struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Seeds       []int64  `json:"seeds"`
+	Configs     []string `json:"configs"`
+	// Overrides apply to every configuration.
+	Overrides Overrides `json:"overrides"`
+	// PerConfigOverrides apply to one configuration, over Overrides.
+	PerConfigOverrides map[string]Overrides `json:"per_config_overrides,omitempty"`
+}
+
+// Overrides are training limits that replace a configuration's own. A nil
+// field leaves the configuration's value alone; for the limits, 0 means
+// "no limit".
+type Overrides struct {
+	MaxEpochs  *int `json:"max_epochs,omitempty"`  // at most this many epochs
+	LimitTrain *int `json:"limit_train,omitempty"` // train on the first N training samples
+	LimitEval  *int `json:"limit_eval,omitempty"`  // validate and test on the first N samples
+}
+
+// LoadProfile reads and validates a profile file. Unknown fields are an
+// error, so that a misspelt limit is not silently ignored.
+func LoadProfile(path string) (*Profile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", path, err)
+	}
+	return &p, nil
+}
+
+// Validate checks that the profile names a run set that makes sense.
+func (p *Profile) Validate() error {
+	if p.Name == "" {
+		return fmt.Errorf("no name")
+	}
+	if len(p.Seeds) == 0 {
+		return fmt.Errorf("no seeds")
+	}
+	if i := firstDuplicate(p.Seeds); i >= 0 {
+		return fmt.Errorf("seed %d listed twice", p.Seeds[i])
+	}
+	if len(p.Configs) == 0 {
+		return fmt.Errorf("no configs")
+	}
+	for _, c := range p.Configs {
+		if c == "" {
+			return fmt.Errorf("empty config name")
+		}
+	}
+	if i := firstDuplicate(p.Configs); i >= 0 {
+		return fmt.Errorf("config %q listed twice", p.Configs[i])
+	}
+	if err := p.Overrides.validate(); err != nil {
+		return fmt.Errorf("overrides: %w", err)
+	}
+	names := make([]string, 0, len(p.PerConfigOverrides))
+	for c := range p.PerConfigOverrides {
+		names = append(names, c)
+	}
+	sort.Strings(names) // report the same error every time
+	for _, c := range names {
+		if !slices.Contains(p.Configs, c) {
+			return fmt.Errorf("per_config_overrides: %q is not in configs", c)
+		}
+		if err := p.PerConfigOverrides[c].validate(); err != nil {
+			return fmt.Errorf("per_config_overrides %q: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// For returns the overrides for config: the profile-wide ones with that
+// configuration's own on top.
+func (p *Profile) For(config string) Overrides {
+	o := p.Overrides
+	pc := p.PerConfigOverrides[config]
+	if pc.MaxEpochs != nil {
+		o.MaxEpochs = pc.MaxEpochs
+	}
+	if pc.LimitTrain != nil {
+		o.LimitTrain = pc.LimitTrain
+	}
+	if pc.LimitEval != nil {
+		o.LimitEval = pc.LimitEval
+	}
+	return o
+}
+
+func (o Overrides) validate() error {
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"max_epochs", o.MaxEpochs}, {"limit_train", o.LimitTrain}, {"limit_eval", o.LimitEval}} {
+		if f.v != nil && *f.v < 0 {
+			return fmt.Errorf("%s is %d; use 0 for no limit", f.name, *f.v)
+		}
+	}
+	return nil
+}
+
+func firstDuplicate[T comparable](xs []T) int {
+	seen := make(map[T]bool, len(xs))
+	for i, x := range xs {
+		if seen[x] {
+			return i
+		}
+		seen[x] = true
+	}
+	return -1
+}
