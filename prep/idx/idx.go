@@ -1,0 +1,130 @@
+// Package idx reads the IDX files MNIST is distributed in (optionally gzipped).
+//
+// Only unsigned-byte arrays (type code 0x08) are supported: that is what the
+// MNIST images and labels use. Every problem is reported with the file's name,
+// and the reader never allocates more than the data actually present, so a
+// forged header cannot exhaust memory.
+package idx
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Array is an n-dimensional uint8 array in row-major order.
+type Array struct {
+	Dims []int
+	Data []uint8
+}
+
+// Read decodes the IDX file at path; a gzip wrapper is detected and removed.
+func Read(path string) (*Array, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	a, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// Decode reads an IDX array from r, gzipped or not.
+func Decode(r io.Reader) (*Array, error) {
+	br := bufio.NewReader(r)
+	head, _ := br.Peek(2)
+	var src io.Reader = br
+	if bytes.Equal(head, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("corrupt gzip stream: %w", err)
+		}
+		defer zr.Close()
+		src = zr
+	}
+	var magic [4]byte
+	if _, err := io.ReadFull(src, magic[:]); err != nil {
+		return nil, fmt.Errorf("truncated: IDX magic: %w", noEOF(err))
+	}
+	if magic[0] != 0 || magic[1] != 0 {
+		return nil, fmt.Errorf("not an IDX file (magic % x)", magic)
+	}
+	if magic[2] != 0x08 {
+		return nil, fmt.Errorf("unsupported IDX element type 0x%02x (need 0x08, unsigned byte)", magic[2])
+	}
+	nd := int(magic[3])
+	if nd == 0 {
+		return nil, errors.New("IDX file with zero dimensions")
+	}
+	dims := make([]int, nd)
+	n := 1
+	const maxElems = 1 << 40
+	for i := range dims {
+		var d uint32
+		if err := binary.Read(src, binary.BigEndian, &d); err != nil {
+			return nil, fmt.Errorf("truncated: dimension %d of %d: %w", i+1, nd, noEOF(err))
+		}
+		dims[i] = int(d)
+		if d != 0 && n > maxElems/int(d) {
+			return nil, fmt.Errorf("dimensions %v are implausibly large", dims[:i+1])
+		}
+		n *= int(d)
+	}
+	// ReadAll grows its buffer only as bytes arrive, so memory stays bounded
+	// by what the (decompressed) stream really holds, not by the header.
+	data, err := io.ReadAll(io.LimitReader(src, int64(n)+1))
+	if err != nil {
+		return nil, fmt.Errorf("corrupt data: %w", err)
+	}
+	if len(data) < n {
+		return nil, fmt.Errorf("truncated: dimensions %v need %d bytes of data, found %d", dims, n, len(data))
+	}
+	if len(data) > n {
+		return nil, fmt.Errorf("corrupt: data continues beyond the %d bytes dimensions %v describe", n, dims)
+	}
+	return &Array{Dims: dims, Data: data}, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// ReadImages reads an MNIST image file: n images of rows x cols bytes.
+func ReadImages(path string) (n, rows, cols int, pix []uint8, err error) {
+	a, err := Read(path)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	if len(a.Dims) != 3 {
+		return 0, 0, 0, nil, fmt.Errorf("read %s: image file has %d dimensions %v, want 3", path, len(a.Dims), a.Dims)
+	}
+	return a.Dims[0], a.Dims[1], a.Dims[2], a.Data, nil
+}
+
+// ReadLabels reads an MNIST label file; every label must be a digit 0..9.
+func ReadLabels(path string) ([]uint8, error) {
+	a, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Dims) != 1 {
+		return nil, fmt.Errorf("read %s: label file has %d dimensions %v, want 1", path, len(a.Dims), a.Dims)
+	}
+	for i, l := range a.Data {
+		if l > 9 {
+			return nil, fmt.Errorf("read %s: label %d is %d, not a digit", path, i, l)
+		}
+	}
+	return a.Data, nil
+}
