@@ -1,14 +1,45 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/m2mix/m2mix/reports"
 )
 
-// newReportCmd is a placeholder until its issue lands.
 func newReportCmd() *cobra.Command {
-	return &cobra.Command{Use: "report", Short: "not implemented yet", RunE: func(*cobra.Command, []string) error {
-		return errors.New("report: not implemented yet")
-	}}
+	var runs, out, paper string
+	var noPlots bool
+	c := &cobra.Command{
+		Use:   "report",
+		Short: "Write Tables I-III (Markdown, beside the paper's numbers) and plots from the run records",
+		Long: `report reads every run record <runs>/<config>/<seed>/record.json and writes
+<out>/README.md (Tables I-III with the paper's rows, a header naming profile,
+devices, seeds, libtorch and dataset checksums) and <out>/plots/*.png. It needs
+neither the datasets nor libtorch; the same records give the same Markdown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			sum, err := reports.Generate(runs, out, reports.Options{PaperResults: paper, NoPlots: noPlots})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "report: %d complete and %d incomplete run records -> %s (%d files) in %s\n",
+				sum.Complete, sum.Incomplete, filepath.Join(out, reports.IndexFile), len(sum.Files), time.Since(start).Round(time.Millisecond))
+			if len(sum.NotRun) > 0 {
+				fmt.Fprintf(w, "report: not run: %s\n", strings.Join(sum.NotRun, ", "))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&runs, "runs", "runs", "folder of run records (<config>/<seed>/record.json)")
+	c.Flags().StringVar(&out, "out", "results", "folder to write the tables and plots into")
+	c.Flags().StringVar(&paper, "paper", reports.DefaultPaperResults, "the paper's numbers")
+	c.Flags().BoolVar(&noPlots, "no-plots", false, "write the tables only")
+	return c
 }
