@@ -103,7 +103,9 @@ type Options struct {
 // DefaultLockPath is the lock file used when Options.LockPath is empty.
 const DefaultLockPath = "m2mix.lock"
 
-// Run runs stages in order. Up-to-date stages are skipped; a stage that ran
+// Run runs stages in order and prints one line per stage to opts.Log: up to
+// date (skipped), skipped (its SkipReason), ran (with its duration and why),
+// or failed. Up-to-date stages are skipped; a stage that ran
 // is recorded in the lock file at once, so work done before a later failure
 // or interruption is kept. The first failing stage stops the run; its error
 // names it, and its lock entry stays as it was.
