@@ -1,0 +1,574 @@
+package mimicraw
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// This file is the streaming CSV layer: locating a table, matching its header
+// case-insensitively (spec §8: both header styles exist), cutting the
+// decompressed stream into chunks at record boundaries, and parsing chunks on
+// several goroutines with a cheap ITEMID prefilter (issue 7, "Streaming").
+
+// chunkSize is the size of one unit of parallel work. Large enough that the
+// per-chunk overhead is negligible, small enough that the buffers in flight
+// (2 per worker plus 2) stay a few tens of MiB.
+const chunkSize = 4 << 20
+
+// InputError reports bad input: which table, which physical line (1 = header),
+// which column, and why.
+type InputError struct {
+	Table  string
+	Line   int64 // 0 when the problem is not tied to a line
+	Column string
+	Value  string
+	Reason string
+}
+
+func (e *InputError) Error() string {
+	var b strings.Builder
+	b.WriteString("mimicraw: ")
+	b.WriteString(e.Table)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	if e.Column != "" {
+		fmt.Fprintf(&b, ", column %s", e.Column)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	if e.Value != "" {
+		v := e.Value
+		if len(v) > 60 {
+			v = v[:60] + "..."
+		}
+		fmt.Fprintf(&b, " (value %q)", v)
+	}
+	return b.String()
+}
+
+// tableFile is one located table.
+type tableFile struct {
+	name string // upper-case table name, e.g. CHARTEVENTS
+	path string
+	gz   bool
+	size int64 // bytes on disk (compressed size for .gz); the progress total
+}
+
+// locateTable finds NAME.csv.gz or NAME.csv in dir, any letter case.
+func locateTable(dir, name string) (*tableFile, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mimicraw: reading table directory: %w", err)
+	}
+	want := strings.ToUpper(name)
+	var found *tableFile
+	for _, e := range entries {
+		up := strings.ToUpper(e.Name())
+		var gz bool
+		switch up {
+		case want + ".CSV.GZ":
+			gz = true
+		case want + ".CSV":
+		default:
+			continue
+		}
+		// Prefer the plain .csv when both exist: it is faster to read.
+		if found != nil && !found.gz {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		st, err := os.Stat(path) // follows symlinks
+		if err != nil {
+			return nil, fmt.Errorf("mimicraw: table %s: %w", want, err)
+		}
+		found = &tableFile{name: want, path: path, gz: gz, size: st.Size()}
+	}
+	if found == nil {
+		return nil, &InputError{Table: want, Reason: fmt.Sprintf("missing table: no %s.csv or %s.csv.gz in %s", want, want, dir)}
+	}
+	return found, nil
+}
+
+// byteCounter forwards the number of bytes read from disk to a progress sink.
+type byteCounter struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c *byteCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && c.add != nil {
+		c.add(int64(n))
+	}
+	return n, err
+}
+
+// openStream opens the table, decompressing if needed, and reads its header.
+// It returns the header fields upper-cased and a reader positioned at line 2.
+func openStream(tf *tableFile, add func(int64)) (header []string, r *bufio.Reader, closeFn func() error, err error) {
+	f, err := os.Open(tf.path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("mimicraw: table %s: %w", tf.name, err)
+	}
+	var src io.Reader = bufio.NewReaderSize(&byteCounter{r: f, add: add}, 1<<20)
+	closeFn = f.Close
+	if tf.gz {
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			f.Close()
+			return nil, nil, nil, &InputError{Table: tf.name, Reason: "not a gzip file: " + err.Error()}
+		}
+		src = zr
+	}
+	r = bufio.NewReaderSize(src, 1<<20)
+	line, err := r.ReadSlice('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		f.Close()
+		if errors.Is(err, io.EOF) {
+			return nil, nil, nil, &InputError{Table: tf.name, Line: 1, Reason: "empty table: no header line"}
+		}
+		return nil, nil, nil, &InputError{Table: tf.name, Line: 1, Reason: "reading header: " + err.Error()}
+	}
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	for _, fld := range splitSimple(line) {
+		header = append(header, strings.ToUpper(strings.TrimSpace(fld)))
+	}
+	return header, r, closeFn, nil
+}
+
+// splitSimple splits one header line (no embedded newlines) honouring quotes.
+func splitSimple(line []byte) []string {
+	var out []string
+	var cur []byte
+	inQ := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case inQ && c == '"' && i+1 < len(line) && line[i+1] == '"':
+			cur = append(cur, '"')
+			i++
+		case c == '"':
+			inQ = !inQ
+		case c == ',' && !inQ:
+			out = append(out, string(cur))
+			cur = cur[:0]
+		default:
+			cur = append(cur, c)
+		}
+	}
+	return append(out, string(cur))
+}
+
+// scanSpec says which columns a table scan needs and how rows are prefiltered.
+type scanSpec struct {
+	cols []string // needed column names (upper case); handlers index fields by this order
+	// filter, when >= 0, is the index in cols of an integer column (ITEMID)
+	// checked before the rest of the row is parsed; rows whose value v has
+	// v < 0, v >= len(keep) or !keep[v] are skipped without further parsing.
+	filter int
+	keep   []bool
+}
+
+// record is one parsed row handed to a handler: the needed fields in spec order.
+type record struct {
+	table string
+	cols  []string
+	f     [][]byte
+	line  int64
+}
+
+// fail builds the InputError for column i of this record.
+func (r *record) fail(i int, reason string) error {
+	return &InputError{Table: r.table, Line: r.line, Column: r.cols[i], Value: string(r.f[i]), Reason: reason}
+}
+
+// checkHeader resolves the needed columns against a header.
+func checkHeader(table string, header, cols []string) ([]int, error) {
+	pos := make(map[string]int, len(header))
+	for i, h := range header {
+		if _, dup := pos[h]; !dup {
+			pos[h] = i
+		}
+	}
+	idx := make([]int, len(cols))
+	for i, c := range cols {
+		p, ok := pos[c]
+		if !ok {
+			return nil, &InputError{Table: table, Line: 1, Column: c, Reason: "missing column in header " + strings.Join(header, ",")}
+		}
+		idx[i] = p
+	}
+	return idx, nil
+}
+
+// peekHeader opens a table only to validate its header, so a missing column in
+// CHARTEVENTS is reported before hours of reading other tables.
+func peekHeader(tf *tableFile, cols []string) error {
+	header, _, closeFn, err := openStream(tf, nil)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	_, err = checkHeader(tf.name, header, cols)
+	return err
+}
+
+type chunk struct {
+	buf  []byte // owned buffer, returned to the pool after parsing
+	data []byte // whole records only
+	line int64  // physical line number of data[0]
+}
+
+// scanTable streams one table through handle, on `workers` goroutines.
+// handle(w, rec) is called with worker ids 0..workers-1, never concurrently for
+// the same id, so handlers keep per-worker state without locks. Rows reach a
+// worker in file order within a chunk; chunks are spread over workers.
+// add receives bytes read from disk (progress). The first error stops the scan.
+func scanTable(tf *tableFile, spec scanSpec, workers int, add func(int64), handle func(w int, r *record) error) error {
+	header, rd, closeFn, err := openStream(tf, add)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	colIdx, err := checkHeader(tf.name, header, spec.cols)
+	if err != nil {
+		return err
+	}
+	if workers < 1 {
+		workers = 1
+	}
+
+	var stop atomic.Bool
+	var errOnce sync.Once
+	var firstErr error
+	setErr := func(e error) {
+		errOnce.Do(func() { firstErr = e })
+		stop.Store(true)
+	}
+
+	free := make(chan []byte, 2*workers+2)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]byte, chunkSize)
+	}
+	work := make(chan chunk, 2*workers)
+
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			p := newChunkParser(tf.name, spec, colIdx)
+			for c := range work {
+				if !stop.Load() {
+					if err := p.run(c.data, c.line, func(r *record) error { return handle(w, r) }); err != nil {
+						setErr(err)
+					}
+				}
+				select {
+				case free <- c.buf:
+				default: // an oversized buffer that replaced a pooled one; let it go
+				}
+			}
+		}(w)
+	}
+
+	readErr := cutChunks(tf.name, rd, free, work, &stop)
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return readErr
+}
+
+// cutChunks reads the decompressed stream into pooled buffers and sends
+// chunks that end at a record boundary (a newline outside quotes).
+func cutChunks(table string, rd io.Reader, free chan []byte, work chan<- chunk, stop *atomic.Bool) error {
+	line := int64(2)
+	var carry []byte // bytes of an incomplete record from the previous read
+	for !stop.Load() {
+		buf := <-free
+		if len(carry) > len(buf)/2 {
+			// One record (or the tail) is huge: grow so progress is guaranteed.
+			buf = make([]byte, 2*len(carry)+chunkSize)
+		}
+		n := copy(buf, carry)
+		m, err := io.ReadFull(rd, buf[n:])
+		n += m
+		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !eof {
+			return &InputError{Table: table, Line: line, Reason: "read error: " + err.Error()}
+		}
+		data := buf[:n]
+		cut := n
+		if !eof {
+			cut = recordCut(data)
+			if cut < 0 { // no complete record in a full buffer: grow and retry
+				carry = append([]byte(nil), data...)
+				select {
+				case free <- buf:
+				default:
+				}
+				continue
+			}
+		}
+		carry = append(carry[:0], data[cut:]...)
+		if cut > 0 {
+			c := chunk{buf: buf, data: data[:cut], line: line}
+			line += int64(bytes.Count(c.data, []byte{'\n'}))
+			work <- c
+		} else {
+			select {
+			case free <- buf:
+			default:
+			}
+		}
+		if eof {
+			if len(carry) > 0 {
+				return &InputError{Table: table, Line: line, Reason: "unterminated quoted field at end of file"}
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// recordCut returns the length of the longest prefix of data made of whole
+// records: it ends just after a newline preceded by an even number of quote
+// characters (data always starts at a record boundary). -1 if there is none.
+func recordCut(data []byte) int {
+	end := len(data)
+	q := -1 // quotes in data[:i], computed lazily
+	for {
+		i := bytes.LastIndexByte(data[:end], '\n')
+		if i < 0 {
+			return -1
+		}
+		if q < 0 {
+			q = bytes.Count(data[:i], []byte{'"'})
+		} else {
+			q -= bytes.Count(data[i:end], []byte{'"'})
+		}
+		if q%2 == 0 {
+			return i + 1
+		}
+		end = i
+	}
+}
+
+// chunkParser splits records into fields. Fields are sub-slices of the chunk
+// unless they contained escaped quotes ("").
+type chunkParser struct {
+	table    string
+	spec     scanSpec
+	want     []int // file column -> index in spec.cols, -1 if unused
+	maxCol   int   // last file column needed
+	filterAt int   // file column of the prefilter, -1 if none
+	rec      record
+	scratch  []byte
+}
+
+func newChunkParser(table string, spec scanSpec, colIdx []int) *chunkParser {
+	maxCol := 0
+	for _, c := range colIdx {
+		maxCol = max(maxCol, c)
+	}
+	want := make([]int, maxCol+1)
+	for i := range want {
+		want[i] = -1
+	}
+	for i, c := range colIdx {
+		want[c] = i
+	}
+	p := &chunkParser{table: table, spec: spec, want: want, maxCol: maxCol, filterAt: -1}
+	if spec.filter >= 0 {
+		p.filterAt = colIdx[spec.filter]
+	}
+	p.rec = record{table: table, cols: spec.cols, f: make([][]byte, len(spec.cols))}
+	return p
+}
+
+// run parses every record of data; line is the physical line of data[0].
+func (p *chunkParser) run(data []byte, line int64, handle func(*record) error) error {
+	pos := 0
+	for pos < len(data) {
+		if data[pos] == '\n' || (data[pos] == '\r' && pos+1 < len(data) && data[pos+1] == '\n') { // blank line
+			pos = bytes.IndexByte(data[pos:], '\n') + pos + 1
+			line++
+			continue
+		}
+		next, nl, keep, err := p.record(data, pos, line)
+		if err != nil {
+			return err
+		}
+		if keep {
+			p.rec.line = line
+			if err := handle(&p.rec); err != nil {
+				return err
+			}
+		}
+		pos = next
+		line += int64(nl)
+	}
+	return nil
+}
+
+// record parses the record starting at pos. It returns the start of the next
+// record, the number of newlines consumed, and whether the row passed the
+// prefilter (then p.rec.f holds the needed fields).
+func (p *chunkParser) record(data []byte, pos int, line int64) (next, nl int, keep bool, err error) {
+	p.scratch = p.scratch[:0]
+	for i := range p.rec.f {
+		p.rec.f[i] = nil
+	}
+	found := 0
+	for col := 0; ; col++ {
+		var fld []byte
+		escaped := false
+		var end int // index of the delimiter (or len(data))
+		if pos < len(data) && data[pos] == '"' {
+			j := pos + 1
+			for {
+				k := bytes.IndexByte(data[j:], '"')
+				if k < 0 {
+					return 0, 0, false, &InputError{Table: p.table, Line: line, Reason: fmt.Sprintf("unterminated quoted field in column %d", col+1)}
+				}
+				j += k
+				if j+1 < len(data) && data[j+1] == '"' {
+					escaped = true
+					j += 2
+					continue
+				}
+				break
+			}
+			fld = data[pos+1 : j]
+			nl += bytes.Count(fld, []byte{'\n'})
+			end = j + 1
+			if end < len(data) && data[end] == '\r' && end+1 < len(data) && data[end+1] == '\n' {
+				end++
+			}
+			if end < len(data) && data[end] != ',' && data[end] != '\n' {
+				return 0, 0, false, &InputError{Table: p.table, Line: line + int64(nl), Reason: fmt.Sprintf("unexpected %q after closing quote in column %d", data[end], col+1)}
+			}
+		} else {
+			j := pos
+			for j < len(data) && data[j] != ',' && data[j] != '\n' {
+				j++
+			}
+			fld = data[pos:j]
+			if j < len(data) && data[j] == '\n' && len(fld) > 0 && fld[len(fld)-1] == '\r' {
+				fld = fld[:len(fld)-1]
+			}
+			end = j
+		}
+		recEnd := end >= len(data) || data[end] == '\n'
+		if col <= p.maxCol {
+			if i := p.want[col]; i >= 0 {
+				if escaped {
+					start := len(p.scratch)
+					p.scratch = append(p.scratch, bytes.ReplaceAll(fld, []byte(`""`), []byte(`"`))...)
+					fld = p.scratch[start:]
+				}
+				p.rec.f[i] = fld
+				found++
+			}
+		}
+		if col == p.filterAt {
+			v, ok := atoiFast(fld)
+			if !ok || v < 0 || v >= int64(len(p.spec.keep)) || !p.spec.keep[v] {
+				// Not a wanted ITEMID (or not a plain integer, which no
+				// wanted row has): skip the rest without parsing it.
+				if recEnd {
+					return end + 1, nl + boolInt(end < len(data)), false, nil
+				}
+				n2, nl2 := skipRecord(data, end+1)
+				return n2, nl + nl2, false, nil
+			}
+		}
+		if recEnd {
+			if found < len(p.rec.f) {
+				return 0, 0, false, &InputError{Table: p.table, Line: line, Reason: fmt.Sprintf("row has %d fields, fewer than the header needs (column %s)", col+1, p.missingCol())}
+			}
+			return end + 1, nl + boolInt(end < len(data)), true, nil
+		}
+		pos = end + 1
+		if col == p.maxCol {
+			n2, nl2 := skipRecord(data, pos)
+			return n2, nl + nl2, true, nil
+		}
+	}
+}
+
+func (p *chunkParser) missingCol() string {
+	for i, f := range p.rec.f {
+		if f == nil {
+			return p.spec.cols[i]
+		}
+	}
+	return "?"
+}
+
+// skipRecord skips from pos (a field boundary, outside quotes) to the start
+// of the next record, using fast byte searches: a newline ends the record iff
+// the quotes between pos and it are balanced.
+func skipRecord(data []byte, pos int) (next, nl int) {
+	parity := 0
+	for {
+		k := bytes.IndexByte(data[pos:], '\n')
+		if k < 0 {
+			return len(data), nl
+		}
+		parity ^= bytes.Count(data[pos:pos+k], []byte{'"'}) & 1
+		nl++
+		pos += k + 1
+		if parity == 0 {
+			return pos, nl
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// atoiFast parses a plain non-negative or negative decimal integer; ok is
+// false for anything else (including empty).
+func atoiFast(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg = true
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
