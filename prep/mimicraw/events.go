@@ -33,15 +33,15 @@ type specimen struct {
 type dropReason int
 
 const (
-	dropOutOfCohort    dropReason = iota // admission / ICU stay not a cohort candidate
-	dropNoStay                           // NULL ICUSTAY_ID (the joins exclude it)
-	dropIDMismatch                       // SUBJECT_ID/HADM_ID disagree with the ICU stay
-	dropNullTime                         // NULL CHARTTIME
-	dropBeforeWindow                     // before INTIME (chart, urine) or INTIME-6h (labs)
-	dropErrorFlag                        // CHARTEVENTS ERROR = 1
-	dropNullValue                        // NULL VALUENUM / VALUE
-	dropOutOfRange                       // outside the spec's valid range
-	dropFarFromBloodGas                  // SpO2/FiO2 not within 2h/4h before an arterial blood gas
+	dropOutOfCohort     dropReason = iota // admission / ICU stay not a cohort candidate
+	dropNoStay                            // NULL ICUSTAY_ID (the joins exclude it)
+	dropIDMismatch                        // SUBJECT_ID/HADM_ID disagree with the ICU stay
+	dropNullTime                          // NULL CHARTTIME
+	dropBeforeWindow                      // before INTIME (chart, urine) or INTIME-6h (labs)
+	dropErrorFlag                         // CHARTEVENTS ERROR = 1
+	dropNullValue                         // NULL VALUENUM / VALUE
+	dropOutOfRange                        // outside the spec's valid range
+	dropFarFromBloodGas                   // SpO2/FiO2 not within 2h/4h before an arterial blood gas
 	numDropReasons
 )
 
