@@ -89,7 +89,7 @@ func TestMix(t *testing.T) {
 		speech, noise, want []float64
 	}{
 		{[]float64{1, 2, 3}, []float64{100, 200, 300, 400}, []float64{1.9, 3.8, 5.7}}, // crop
-		{[]float64{1, 2, 3}, []float64{100}, []float64{1.9, 2, 3}},                     // pad
+		{[]float64{1, 2, 3}, []float64{100}, []float64{1.9, 2, 3}},                    // pad
 		{[]float64{}, []float64{1}, []float64{}},
 	}
 	for _, c := range cases {
