@@ -108,16 +108,14 @@ type entry struct {
 
 func asDict(top any) ([]entry, error) {
 	var out []entry
-	add := func(k, v any) error {
+	add := func(k, v any) {
 		switch ks := k.(type) {
 		case string:
 			out = append(out, entry{ks, v})
 		case []byte: // a dict pickled with bytes keys
 			out = append(out, entry{string(ks), v})
-		default:
-			// Non-string keys cannot be one of ours; skip them.
 		}
-		return nil
+		// Other keys cannot be one of ours; they are skipped.
 	}
 	switch d := top.(type) {
 	case *types.Dict:
@@ -167,6 +165,9 @@ func arraysFromDict(d []entry) (*Arrays, error) {
 		}
 		if arr.err != nil {
 			return nil, nil, fmt.Errorf("key %q: %w", key, arr.err)
+		}
+		if !arr.ready {
+			return nil, nil, fmt.Errorf("key %q: the array was never given its state (no BUILD)", key)
 		}
 		if !want(arr.shape) {
 			return nil, nil, fmt.Errorf("key %q: shape %s, want %s", key, shapeString(arr.shape), wantText)

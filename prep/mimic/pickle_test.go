@@ -181,6 +181,14 @@ func TestDecodeHostile(t *testing.T) {
 		// handed to REDUCE, whose error would print all 100 MB of it.
 		{"memo amplification", "\x80\x03B\xa0\x86\x01\x00" + strings.Repeat("x", 100000) + "q\x00(" +
 			strings.Repeat("h\x00", 1000) + "l)R.", "re-references"},
+		{"array without state", "\x80\x02}(X\x08\x00\x00\x00ep_tdata" +
+			"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R" +
+			"X\x10\x00\x00\x00adm_features_allNX\x0e\x00\x00\x00adm_labels_allNu.", "never given its state"},
+		{"matrix subclass", "\x80\x02}(X\x08\x00\x00\x00ep_tdata" +
+			"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nmatrix\nK\x00\x85C\x01b\x87R" +
+			"X\x10\x00\x00\x00adm_features_allNX\x0e\x00\x00\x00adm_labels_allNu.", "subclass numpy.matrix"},
+		{"None for an array", "\x80\x02}(X\x08\x00\x00\x00ep_tdataN" +
+			"X\x10\x00\x00\x00adm_features_allNX\x0e\x00\x00\x00adm_labels_allNu.", `"ep_tdata": holds None`},
 		// A shape claiming 2^60 elements over 8 bytes of data.
 		{"shape beyond data", "\x80\x02}(X\x08\x00\x00\x00ep_tdata" +
 			"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R" +
