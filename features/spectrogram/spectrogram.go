@@ -175,14 +175,14 @@ func (r *Renderer) PSD(x []float64) ([]float64, error) {
 // frequency) for the clip x, sampled at 8 kHz. A clip with a segment of pure
 // digital silence has -inf dB there; those cells are set to the clip's lowest
 // finite dB value, so they render as the lowest power (255) instead of
-// breaking the min-max scaling.
-func (r *Renderer) Render(x []float64, out []uint8) error {
+// breaking the min-max scaling; Render returns how many cells that was.
+func (r *Renderer) Render(x []float64, out []uint8) (silent int, err error) {
 	if len(out) != Size*Size {
-		return fmt.Errorf("output has %d values, want %d", len(out), Size*Size)
+		return 0, fmt.Errorf("output has %d values, want %d", len(out), Size*Size)
 	}
 	db, err := r.PSD(x)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, v := range db {
@@ -191,7 +191,7 @@ func (r *Renderer) Render(x []float64, out []uint8) error {
 		}
 	}
 	if math.IsInf(lo, 1) {
-		return fmt.Errorf("clip of %d samples is silent", len(x))
+		return 0, fmt.Errorf("clip of %d samples is silent", len(x))
 	}
 	for b := 0; b < Size; b++ {
 		row := Size - 1 - b // highest frequency at the top
@@ -199,11 +199,12 @@ func (r *Renderer) Render(x []float64, out []uint8) error {
 			v := db[b*Size+f]
 			if math.IsInf(v, 0) || math.IsNaN(v) {
 				v = lo
+				silent++
 			}
 			out[row*Size+f] = Greys(Normalize(v, lo, hi))
 		}
 	}
-	return nil
+	return silent, nil
 }
 
 // Normalize maps v to [0, 1] by the clip's min and max, as matplotlib's

@@ -99,7 +99,7 @@ func TestPureToneRow(t *testing.T) {
 			x[n] = math.Sin(2 * math.Pi * f * float64(n) / Rate)
 		}
 		img := make([]uint8, Size*Size)
-		if err := r.Render(x, img); err != nil {
+		if _, err := r.Render(x, img); err != nil {
 			t.Fatal(err)
 		}
 		for col := 0; col < Size; col += 13 {
@@ -158,7 +158,7 @@ func compareFixture(t *testing.T, name string, x []float64) {
 		}
 	}
 	img := make([]uint8, Size*Size)
-	if err := r.Render(x, img); err != nil {
+	if _, err := r.Render(x, img); err != nil {
 		t.Fatal(err)
 	}
 	// Values that fall within ~1e-12 of a colour-map step may round either
@@ -199,7 +199,7 @@ func TestAgainstNumpyFSDD(t *testing.T) {
 func TestSilenceAndErrors(t *testing.T) {
 	var r Renderer
 	img := make([]uint8, Size*Size)
-	if err := r.Render(make([]float64, 2000), img); err == nil {
+	if _, err := r.Render(make([]float64, 2000), img); err == nil {
 		t.Fatal("all-silent clip accepted")
 	}
 	// Silence in part of the clip renders as the lowest power (white).
@@ -207,13 +207,13 @@ func TestSilenceAndErrors(t *testing.T) {
 	for n := 1000; n < 2000; n++ {
 		x[n] = math.Sin(float64(n))
 	}
-	if err := r.Render(x, img); err != nil {
+	if _, err := r.Render(x, img); err != nil {
 		t.Fatal(err)
 	}
 	if img[0] != 255 {
 		t.Fatalf("silent segment renders as %d", img[0])
 	}
-	if err := r.Render(x, img[:10]); err == nil {
+	if _, err := r.Render(x, img[:10]); err == nil {
 		t.Fatal("short output accepted")
 	}
 }
