@@ -52,10 +52,10 @@ const AudioSize = spectrogram.Size * spectrogram.Size
 
 // PCAInfo reports one PCA fit.
 type PCAInfo struct {
-	Rows     int
-	K        int
-	Kept     float64   // cumulative explained-variance ratio of the k kept components
-	Ratios10 []float64 // the first ten explained-variance ratios
+	Rows     int       `json:"rows"`
+	K        int       `json:"k"`
+	Kept     float64   `json:"variance_kept"` // cumulative explained-variance ratio of the k kept components
+	Ratios10 []float64 `json:"first_ratios"`  // the first ten explained-variance ratios
 }
 
 // Result is a whole generation: the two MNIST splits and what was decided.

@@ -14,6 +14,7 @@ package pca
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -85,15 +86,50 @@ func FitUint8(x []uint8, n, d int) (*Model, error) {
 	for p := range mean {
 		mean[p] = float64(sum[p]) / float64(n)
 	}
-	cov := mat.NewSymDense(d, nil)
+	// Pixels that never vary (MNIST's border is always 0) contribute zero
+	// rows and columns; leaving them out of the eigenproblem changes nothing
+	// but its cost, which grows with the cube of the dimension. The test is
+	// exact: n*S_pp == s_p^2 only when every value equals the mean.
+	var active []int
 	for p := 0; p < d; p++ {
-		for q := p; q < d; q++ {
-			// sum_i (x_p - m_p)(x_q - m_q) = S_pq - s_p s_q / n
-			c := float64(S[p*d+q]) - float64(sum[p])*float64(sum[q])/float64(n)
-			cov.SetSym(p, q, c/float64(n-1))
+		if uint64(n)*S[p*d+p] != sum[p]*sum[p] {
+			active = append(active, p)
 		}
 	}
-	return fromCov(cov, mean, n)
+	a := len(active)
+	if a == 0 {
+		return nil, fmt.Errorf("pca: all %d columns are constant", d)
+	}
+	cov := mat.NewSymDense(a, nil)
+	for i, p := range active {
+		for j := i; j < a; j++ {
+			q := active[j]
+			// sum_r (x_p - m_p)(x_q - m_q) = S_pq - s_p s_q / n
+			c := float64(S[p*d+q]) - float64(sum[p])*float64(sum[q])/float64(n)
+			cov.SetSym(i, j, c/float64(n-1))
+		}
+	}
+	red, err := fromCov(cov, make([]float64, a), n)
+	if err != nil {
+		return nil, err
+	}
+	// Embed the reduced model: constant pixels get zero loadings and the
+	// remaining (zero-variance) components are unit vectors on them.
+	m := &Model{N: n, D: d, Mean: mean, Variances: make([]float64, d), Components: make([]float64, d*d)}
+	copy(m.Variances, red.Variances)
+	for r := 0; r < a; r++ {
+		for i, p := range active {
+			m.Components[r*d+p] = red.Components[r*a+i]
+		}
+	}
+	r := a
+	for p := 0; p < d; p++ {
+		if !slices.Contains(active, p) {
+			m.Components[r*d+p] = 1
+			r++
+		}
+	}
+	return m, nil
 }
 
 // FitFloat fits PCA to n rows of d float64 values (row-major). It is the
