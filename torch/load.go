@@ -109,12 +109,13 @@ func check(e C.m2t_err) error {
 
 // Info describes the libtorch the shim was built against.
 type Info struct {
-	ShimPath     string
-	Version      string // e.g. "1.13.0"
-	Parallel     string // at::get_parallel_info(): threads, OpenMP, MKL/BLAS
-	Threads      int
-	CUDADevices  int
-	LiveTensors  int64
+	ShimPath    string
+	Version     string // e.g. "1.13.0"
+	Parallel    string // at::get_parallel_info(): threads, OpenMP, MKL/BLAS
+	Threads     int
+	CUDADevices int
+	LiveTensors int64
+	BLAS        []string // BLAS/LAPACK libraries mapped into the process
 }
 
 // GetInfo loads the shim and reports what it runs on.
@@ -141,7 +142,33 @@ func GetInfo() (Info, error) {
 	}
 	info.Threads = int(n)
 	info.LiveTensors, err = LiveTensors()
+	info.BLAS = mappedBLAS()
 	return info, err
+}
+
+// mappedBLAS lists the BLAS libraries the dynamic loader actually brought in
+// (Debian picks one through alternatives; OpenBLAS is ~15x faster than the
+// reference BLAS), read from /proc/self/maps.
+func mappedBLAS() []string {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		p := f[len(f)-1]
+		base := filepath.Base(p)
+		if (strings.Contains(base, "blas") || strings.Contains(base, "lapack") || strings.Contains(base, "mkl")) && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // LiveTensors counts tensor handles not yet freed, process-wide.

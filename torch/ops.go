@@ -44,14 +44,26 @@ func (s *Scope) Eq(a, b *Tensor) *Tensor { return s.binary("eq", C.M2T_EQ, a, b)
 // MatMul is torch.matmul (batched and broadcasting).
 func (s *Scope) MatMul(a, b *Tensor) *Tensor { return s.binary("matmul", C.M2T_MATMUL, a, b) }
 
-func (s *Scope) AddScalar(a *Tensor, v float64) *Tensor { return s.scalar("add scalar", C.M2T_ADD, a, v) }
-func (s *Scope) SubScalar(a *Tensor, v float64) *Tensor { return s.scalar("sub scalar", C.M2T_SUB, a, v) }
-func (s *Scope) MulScalar(a *Tensor, v float64) *Tensor { return s.scalar("mul scalar", C.M2T_MUL, a, v) }
-func (s *Scope) DivScalar(a *Tensor, v float64) *Tensor { return s.scalar("div scalar", C.M2T_DIV, a, v) }
-func (s *Scope) PowScalar(a *Tensor, v float64) *Tensor { return s.scalar("pow scalar", C.M2T_POW, a, v) }
+func (s *Scope) AddScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("add scalar", C.M2T_ADD, a, v)
+}
+func (s *Scope) SubScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("sub scalar", C.M2T_SUB, a, v)
+}
+func (s *Scope) MulScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("mul scalar", C.M2T_MUL, a, v)
+}
+func (s *Scope) DivScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("div scalar", C.M2T_DIV, a, v)
+}
+func (s *Scope) PowScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("pow scalar", C.M2T_POW, a, v)
+}
 
 // RSubScalar computes v - a.
-func (s *Scope) RSubScalar(a *Tensor, v float64) *Tensor { return s.scalar("rsub scalar", C.M2T_RSUB, a, v) }
+func (s *Scope) RSubScalar(a *Tensor, v float64) *Tensor {
+	return s.scalar("rsub scalar", C.M2T_RSUB, a, v)
+}
 
 // EqScalar compares with a number and returns a bool tensor.
 func (s *Scope) EqScalar(a *Tensor, v float64) *Tensor { return s.scalar("eq scalar", C.M2T_EQ, a, v) }

@@ -1,13 +1,43 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/m2mix/m2mix/torch"
 )
 
 func newEnvCmd() *cobra.Command {
-	return &cobra.Command{Use: "env", Short: "not implemented yet", RunE: func(*cobra.Command, []string) error {
-		return errors.New("env: not implemented yet")
-	}}
+	return &cobra.Command{
+		Use:   "env",
+		Short: "Show the libtorch this binary runs on: version, CUDA devices, threads, BLAS, shim path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info, err := torch.GetInfo()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "shim:          %s\n", info.ShimPath)
+			fmt.Fprintf(w, "libtorch:      %s\n", info.Version)
+			cuda := "not usable"
+			if info.CUDADevices > 0 {
+				cuda = fmt.Sprintf("usable, %d device(s)", info.CUDADevices)
+			}
+			fmt.Fprintf(w, "cuda:          %s\n", cuda)
+			fmt.Fprintf(w, "intra-op threads: %d\n", info.Threads)
+			blas := "none mapped"
+			if len(info.BLAS) > 0 {
+				blas = strings.Join(info.BLAS, ", ")
+			}
+			fmt.Fprintf(w, "blas:          %s\n", blas)
+			fmt.Fprintf(w, "parallel info:\n")
+			for _, line := range strings.Split(strings.TrimSpace(info.Parallel), "\n") {
+				fmt.Fprintf(w, "  %s\n", line)
+			}
+			return nil
+		},
+	}
 }

@@ -1,0 +1,192 @@
+package torch
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"unsafe"
+
+	"github.com/m2mix/m2mix/artifact"
+)
+
+// Checkpoints are safetensors files (https://huggingface.co/docs/safetensors):
+// an 8-byte little-endian header length, a JSON header naming each tensor's
+// dtype, shape and byte range, then the raw little-endian data. Python reads
+// them with `safetensors.numpy.load_file` or by hand with numpy.
+
+type stEntry struct {
+	DType   string   `json:"dtype"`
+	Shape   []int64  `json:"shape"`
+	Offsets [2]int64 `json:"data_offsets"`
+}
+
+var stNames = map[DType]string{Float32: "F32", Float64: "F64", Int64: "I64", Uint8: "U8", Int32: "I32", Bool: "BOOL"}
+
+func stDType(name string) (DType, bool) {
+	for d, n := range stNames {
+		if n == name {
+			return d, true
+		}
+	}
+	return 0, false
+}
+
+// SaveSafetensors writes named tensors (copied to the CPU) and string
+// metadata to path atomically. Tensors are stored in name order.
+func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]string) error {
+	names := make([]string, 0, len(tensors))
+	for n := range tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	header := map[string]any{}
+	if len(meta) > 0 {
+		header["__metadata__"] = meta
+	}
+	blobs := make([][]byte, len(names))
+	var off int64
+	for i, n := range names {
+		t := tensors[n]
+		dt, err := t.DType()
+		if err != nil {
+			return fmt.Errorf("save %s: tensor %q: %w", path, n, err)
+		}
+		name, ok := stNames[dt]
+		if !ok {
+			return fmt.Errorf("save %s: tensor %q: dtype %v", path, n, dt)
+		}
+		shape, err := t.Shape()
+		if err != nil {
+			return fmt.Errorf("save %s: tensor %q: %w", path, n, err)
+		}
+		numel, _ := t.Numel()
+		b := make([]byte, numel*int64(dt.Size()))
+		if err := t.copyOut(slicePtr(b), int(numel), dt); err != nil {
+			return fmt.Errorf("save %s: tensor %q: %w", path, n, err)
+		}
+		blobs[i] = b
+		header[n] = stEntry{DType: name, Shape: shape, Offsets: [2]int64{off, off + int64(len(b))}}
+		off += int64(len(b))
+	}
+	hb, err := json.Marshal(header)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	for len(hb)%8 != 0 { // the format pads the header with spaces to 8-byte alignment
+		hb = append(hb, ' ')
+	}
+	f, err := artifact.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	var lenb [8]byte
+	binary.LittleEndian.PutUint64(lenb[:], uint64(len(hb)))
+	if _, err := f.Write(lenb[:]); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if _, err := f.Write(hb); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	for _, b := range blobs {
+		if _, err := f.Write(b); err != nil {
+			return fmt.Errorf("save %s: %w", path, err)
+		}
+	}
+	return f.Commit()
+}
+
+// LoadSafetensors reads a safetensors file into CPU tensors owned by s.
+func LoadSafetensors(s *Scope, path string) (map[string]*Tensor, map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	var lenb [8]byte
+	if _, err := io.ReadFull(f, lenb[:]); err != nil {
+		return nil, nil, fmt.Errorf("load %s: truncated header length: %w", path, err)
+	}
+	hlen := binary.LittleEndian.Uint64(lenb[:])
+	if hlen > uint64(st.Size()-8) || hlen > 100<<20 {
+		return nil, nil, fmt.Errorf("load %s: header length %d exceeds the file", path, hlen)
+	}
+	hb := make([]byte, hlen)
+	if _, err := io.ReadFull(f, hb); err != nil {
+		return nil, nil, fmt.Errorf("load %s: truncated header: %w", path, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(hb, &raw); err != nil {
+		return nil, nil, fmt.Errorf("load %s: bad header: %w", path, err)
+	}
+	dataStart := 8 + int64(hlen)
+	dataLen := st.Size() - dataStart
+	meta := map[string]string{}
+	out := map[string]*Tensor{}
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &meta); err != nil {
+				return nil, nil, fmt.Errorf("load %s: bad metadata: %w", path, err)
+			}
+			continue
+		}
+		var e stEntry
+		if err := json.Unmarshal(msg, &e); err != nil {
+			return nil, nil, fmt.Errorf("load %s: tensor %q: %w", path, name, err)
+		}
+		dt, ok := stDType(e.DType)
+		if !ok {
+			return nil, nil, fmt.Errorf("load %s: tensor %q: unsupported dtype %q", path, name, e.DType)
+		}
+		numel := int64(1)
+		for _, d := range e.Shape {
+			if d < 0 || (d > 0 && numel > dataLen/d) {
+				return nil, nil, fmt.Errorf("load %s: tensor %q: bad shape %v", path, name, e.Shape)
+			}
+			numel *= d
+		}
+		lo, hi := e.Offsets[0], e.Offsets[1]
+		if lo < 0 || hi < lo || hi > dataLen || hi-lo != numel*int64(dt.Size()) {
+			return nil, nil, fmt.Errorf("load %s: tensor %q: byte range [%d,%d) does not fit shape %v %s in %d data bytes",
+				path, name, lo, hi, e.Shape, e.DType, dataLen)
+		}
+		b := make([]byte, hi-lo)
+		if _, err := f.ReadAt(b, dataStart+lo); err != nil {
+			return nil, nil, fmt.Errorf("load %s: tensor %q: %w", path, name, err)
+		}
+		out[name] = s.fromBytes(b, dt, e.Shape)
+	}
+	if s.Err() != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, s.Err())
+	}
+	return out, meta, nil
+}
+
+// fromBytes makes a CPU tensor from little-endian raw bytes.
+func (s *Scope) fromBytes(b []byte, dt DType, shape []int64) *Tensor {
+	n := len(b) / dt.Size()
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	switch dt {
+	case Float32:
+		return s.From(unsafe.Slice((*float32)(p), n), shape...)
+	case Float64:
+		return s.From(unsafe.Slice((*float64)(p), n), shape...)
+	case Int64:
+		return s.From(unsafe.Slice((*int64)(p), n), shape...)
+	case Int32:
+		return s.From(unsafe.Slice((*int32)(p), n), shape...)
+	case Uint8:
+		return s.From(b, shape...)
+	}
+	return s.fail("safetensors", fmt.Errorf("dtype %v not loadable", dt))
+}
