@@ -34,6 +34,9 @@ type Options struct {
 	// Progress, when non-nil, receives plain progress lines instead of the
 	// default byte progress bar on stderr.
 	Progress io.Writer
+	// MaxKeptEvents bounds the events kept in memory over all tables; 0 means
+	// DefaultMaxKeptEvents. Exceeding it is an error, not an out-of-memory.
+	MaxKeptEvents int64
 }
 
 // stayRef locates an ICU stay: its admission and its ordinal there.
@@ -60,17 +63,18 @@ type admInfo struct {
 }
 
 type builder struct {
-	dir     string
-	opts    Options
-	workers int
-	files   map[string]*tableFile
-	items   *itemTables
-	adms    []*admInfo // ascending HADM_ID
-	admIdx  map[int64]int32
-	stayIdx map[int64]stayRef
-	kept    []*admInfo // the final cohort, ascending HADM_ID
-	drops   map[string]int64
-	meta    map[string]string
+	dir        string
+	opts       Options
+	workers    int
+	files      map[string]*tableFile
+	items      *itemTables
+	adms       []*admInfo // ascending HADM_ID
+	admIdx     map[int64]int32
+	stayIdx    map[int64]stayRef
+	kept       []*admInfo // the final cohort, ascending HADM_ID
+	keptEvents int64      // events kept by the tables streamed so far
+	drops      map[string]int64
+	meta       map[string]string
 }
 
 // Build reads the MIMIC-III v1.4 tables in dir and returns the arrays, rows
@@ -137,8 +141,23 @@ func (b *builder) scanEvents(table string, filterCol int, keep []bool, handle fu
 	}
 	stores := newStores(b.workers, len(b.adms))
 	spec := scanSpec{cols: neededColumns(table), filter: filterCol, keep: keep}
+	// Memory guard: kept events cost about 33 bytes each (16-byte event plus
+	// slice growth and the merge copy); fail clearly instead of running out
+	// of memory.
+	limit := b.opts.MaxKeptEvents
+	if limit <= 0 {
+		limit = DefaultMaxKeptEvents
+	}
+	perWorker := (limit - b.keptEvents) / int64(b.workers)
 	err := scanTable(tf, spec, b.workers, bar.Add, func(w int, r *record) error {
-		return handle(stores[w], r)
+		st := stores[w]
+		if err := handle(st, r); err != nil {
+			return err
+		}
+		if st.kept > perWorker {
+			return &InputError{Table: table, Line: r.line, Reason: fmt.Sprintf("more than %d events kept in all; the memory bound would be exceeded (Options.MaxKeptEvents)", limit)}
+		}
+		return nil
 	})
 	bar.Finish()
 	if err != nil {
@@ -147,6 +166,11 @@ func (b *builder) scanEvents(table string, filterCol int, keep []bool, handle fu
 	b.mergeStores(stores, table)
 	return nil
 }
+
+// DefaultMaxKeptEvents bounds the events kept over all tables: at about 33
+// bytes each (measured, docs/benchmarks/mimic-raw.md) it keeps a build under
+// ~4 GiB. The full MIMIC-III v1.4 release keeps an estimated 20-30 million.
+const DefaultMaxKeptEvents = 100_000_000
 
 // selectCohort applies spec §2 steps 1-5a (the steps that need no events).
 func (b *builder) selectCohort(st *smallTables) {

@@ -392,6 +392,7 @@ func (b *builder) mergeStores(stores []*store, table string) {
 	}
 	b.drops[table+".rows_with_needed_itemid"] += rows
 	b.drops[table+".rows_kept"] += kept
+	b.keptEvents += kept
 	for i, a := range b.adms {
 		n := len(a.events)
 		for _, st := range stores {

@@ -275,3 +275,20 @@ func TestWriteNPY(t *testing.T) {
 		t.Error("WriteNPY accepted arrays whose lengths do not match N")
 	}
 }
+
+// The memory guard stops a build that would keep too many events.
+func TestMaxKeptEvents(t *testing.T) {
+	w := newWorld() // 2 BUN labs
+	for h := 0; h < 10; h++ {
+		w.chart("1000", 211, float64(h), "60", "60", "")
+	}
+	dir := w.write(t)
+	_, _, err := Build(dir, Options{Workers: 1, Progress: io.Discard, MaxKeptEvents: 8})
+	var ie *InputError
+	if !errors.As(err, &ie) || ie.Table != "CHARTEVENTS" || !strings.Contains(ie.Reason, "memory bound") {
+		t.Errorf("err = %v, want a CHARTEVENTS memory-bound error", err)
+	}
+	if _, _, err := Build(dir, Options{Workers: 1, Progress: io.Discard, MaxKeptEvents: 12}); err != nil {
+		t.Errorf("12 events allowed: %v", err)
+	}
+}
