@@ -30,19 +30,34 @@ func Read(path string) (*Array, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	a, err := Decode(f)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	a, err := decode(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return a, nil
 }
 
+// maxRatio bounds how much deflate can expand data (1032:1 in theory).
+const maxRatio = 1040
+
 // Decode reads an IDX array from r, gzipped or not.
-func Decode(r io.Reader) (*Array, error) {
+func Decode(r io.Reader) (*Array, error) { return decode(r, -1) }
+
+// decode reads an IDX array; size, when known (>= 0), is the file's size and
+// rejects headers that promise more data than such a file can hold.
+func decode(r io.Reader, size int64) (*Array, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(2)
 	var src io.Reader = br
+	limit := size
 	if bytes.Equal(head, []byte{0x1f, 0x8b}) {
+		if size >= 0 {
+			limit = size * maxRatio
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("corrupt gzip stream: %w", err)
@@ -77,6 +92,9 @@ func Decode(r io.Reader) (*Array, error) {
 			return nil, fmt.Errorf("dimensions %v are implausibly large", dims[:i+1])
 		}
 		n *= int(d)
+	}
+	if limit >= 0 && int64(n) > limit {
+		return nil, fmt.Errorf("truncated: dimensions %v need %d bytes of data, more than a %d-byte file can hold", dims, n, size)
 	}
 	// ReadAll grows its buffer only as bytes arrive, so memory stays bounded
 	// by what the (decompressed) stream really holds, not by the header.
