@@ -33,7 +33,7 @@ func TestCohortRules(t *testing.T) {
 	w := newWorld() // subject 1, HADM 100: kept
 	w.chart("1000", 211, 0, "61", "61", "")
 	adult := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
-	admit := t0.Add(-2 * time.Hour)
+	admit := t0().Add(-2 * time.Hour)
 	fifteen := time.Duration(15*365.25*24) * time.Hour
 
 	// Subject 2: the first admission (in TRANSFERS, no ICU stay) drops the

@@ -21,8 +21,6 @@ const (
 	cBili
 )
 
-var nan = math.NaN()
-
 // Spec §4 step 3: bin k holds k*3600 <= t-ts0 <= (k+1)*3600, so the HR at
 // exactly 1 h counts in bins 0 and 1; a series never observed stays NaN.
 func TestBinEdgesAreClosed(t *testing.T) {
@@ -36,8 +34,8 @@ func TestBinEdgesAreClosed(t *testing.T) {
 	}
 	assertColumn(t, "HR", col(arr, 0, cHR), hoursOf(0, (60+90)/2.0, 1, (90+120)/2.0))
 	assertColumn(t, "BUN", col(arr, 0, cBUN), hoursOf(0, 20)) // 30 at 25 h is beyond hour 24
-	assertColumn(t, "GCS (never observed)", col(arr, 0, cGCS), hoursOf(0, nan))
-	assertColumn(t, "UO (never observed)", col(arr, 0, cUO), hoursOf(0, nan))
+	assertColumn(t, "GCS (never observed)", col(arr, 0, cGCS), hoursOf(0, math.NaN()))
+	assertColumn(t, "UO (never observed)", col(arr, 0, cUO), hoursOf(0, math.NaN()))
 }
 
 // Spec §4 step 3: bins start at the first observation, here a potassium lab
@@ -52,7 +50,7 @@ func TestSeriesAnchoredAtFirstObservation(t *testing.T) {
 	// ts0 = -3h: HR at 0h is 3h in (bins 2 and 3), HR at 0.5h is in bin 3.
 	assertColumn(t, "HR", col(arr, 0, cHR), hoursOf(0, 60, 3, 70))
 	assertColumn(t, "K", col(arr, 0, cK), hoursOf(0, 4))
-	assertColumn(t, "Na", col(arr, 0, cNa), hoursOf(0, nan))
+	assertColumn(t, "Na", col(arr, 0, cNa), hoursOf(0, math.NaN()))
 	if got := meta["rows.LABEVENTS.before_window"]; got != "1" {
 		t.Errorf("rows.LABEVENTS.before_window = %q, want 1", got)
 	}
@@ -170,11 +168,11 @@ func TestGCSValue(t *testing.T) {
 	}{
 		{"all present", base(6, 5, 4), nil, 15},
 		{"intubated", base(1, 0, 1), nil, 15},
-		{"defaults without prev", base(nan, nan, nan), nil, 15},
-		{"verbal null after intubated", base(3, nan, 2), &gcsBase{m: 6, v: 0, e: 4}, 15},
-		{"verbal present after intubated: no carry-over", base(nan, 3, nan), &gcsBase{m: 1, v: 0, e: 1}, 6 + 3 + 4},
-		{"carry-over", base(nan, nan, 2), &gcsBase{m: 4, v: 3, e: 1}, 4 + 3 + 2},
-		{"carry-over of NULLs falls back to defaults", base(2, nan, nan), &gcsBase{m: 1, v: nan, e: nan}, 2 + 5 + 4},
+		{"defaults without prev", base(math.NaN(), math.NaN(), math.NaN()), nil, 15},
+		{"verbal null after intubated", base(3, math.NaN(), 2), &gcsBase{m: 6, v: 0, e: 4}, 15},
+		{"verbal present after intubated: no carry-over", base(math.NaN(), 3, math.NaN()), &gcsBase{m: 1, v: 0, e: 1}, 6 + 3 + 4},
+		{"carry-over", base(math.NaN(), math.NaN(), 2), &gcsBase{m: 4, v: 3, e: 1}, 4 + 3 + 2},
+		{"carry-over of NULLs falls back to defaults", base(2, math.NaN(), math.NaN()), &gcsBase{m: 1, v: math.NaN(), e: math.NaN()}, 2 + 5 + 4},
 	}
 	for _, tc := range tests {
 		if got := gcsValue(tc.cur, tc.prev); got != tc.want {
@@ -231,7 +229,7 @@ func TestZeroFiO2RatioIsImputed(t *testing.T) {
 func TestSpecimenProbability(t *testing.T) {
 	var f [numKinds]float64
 	for i := range f {
-		f[i] = nan
+		f[i] = math.NaN()
 	}
 	f[kBgPO2] = 40
 	// Hand-computed with the coefficients of spec §3.2 (all other inputs NULL).
@@ -239,7 +237,7 @@ func TestSpecimenProbability(t *testing.T) {
 		spo2, fio2 float64
 		want       float64
 	}{
-		{nan, nan, 0.6884263575306409},
+		{math.NaN(), math.NaN(), 0.6884263575306409},
 		{100, 60, 0.6401660512013111},
 		{90, 60, 0.8920337149528398},
 	}
@@ -255,7 +253,7 @@ func TestHourlyRatioAndNeverObserved(t *testing.T) {
 	// Two timestamps 25 h apart: PaO2 at both, FiO2 never: ratio NaN.
 	var r0, r1 [nRaw]float64
 	for i := range r0 {
-		r0[i], r1[i] = nan, nan
+		r0[i], r1[i] = math.NaN(), math.NaN()
 	}
 	r0[fPaO2], r1[fPaO2] = 80, 90
 	out := hourly([]int64{0, 25 * hour}, [][nRaw]float64{r0, r1})

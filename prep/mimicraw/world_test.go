@@ -20,11 +20,11 @@ import (
 // text), except where a test asks for lower-case headers or gzip.
 
 // t0 is the INTIME of the default ICU stay; times in tests are hours from it.
-var t0 = time.Date(2150, 1, 1, 0, 0, 0, 0, time.UTC)
+func t0() time.Time { return time.Date(2150, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // at formats t0 + h hours (h may be fractional; minute resolution).
 func at(h float64) string {
-	return t0.Add(time.Duration(math.Round(h*60)) * time.Minute).Format("2006-01-02 15:04:05")
+	return t0().Add(time.Duration(math.Round(h*60)) * time.Minute).Format("2006-01-02 15:04:05")
 }
 
 type world struct {
