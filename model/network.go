@@ -1,0 +1,112 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// Batch holds one batch of inputs on the device; a model reads the fields
+// its dataset has. Image is (B,1,28,28), Audio (B,1,112,112), Static (B,5),
+// Time (B,24,12), Label (B) int64.
+type Batch struct {
+	Image, Audio, Static, Time, Label *torch.Tensor
+}
+
+// Network is every model of the paper: modality encoders, an optional
+// fusion Mixer over their concatenated tokens, and Linear heads on token
+// averages. Which parts exist is decided by the configuration.
+type Network struct {
+	Config *Config
+	Params *Params
+
+	Image, Audio *ImageEncoder    // AV-MNIST
+	Time         *SequenceEncoder // MIMIC-III
+	Static       *StaticMLP       // MIMIC-III
+	Fusion       *Mixer
+	Heads        map[string]Linear
+}
+
+// headParam is each head's parameter name (as the reference code names them).
+var headParam = map[string]string{"fusion": "hf", "image": "hi", "audio": "ha", "static": "hs", "time": "ht"}
+
+// NewNetwork builds a configuration's network with PyTorch's default
+// initialisation drawn from seed, its parameters on device.
+func NewNetwork(c *Config, seed uint64, device torch.Device) (*Network, error) {
+	p := newParams(device, seed)
+	n := &Network{Config: c, Params: p, Heads: map[string]Linear{}}
+	switch c.Dataset {
+	case "avmnist":
+		if c.Kind == "multimodal" || c.Modality == "image" {
+			e := newImageEncoder(p, "img", 28, 14, c)
+			n.Image = &e
+		}
+		if c.Kind == "multimodal" || c.Modality == "audio" {
+			e := newImageEncoder(p, "aud", 112, 56, c)
+			n.Audio = &e
+		}
+	case "mimic":
+		st := newStaticMLP(p, "static", 5, c.Hidden, c.Dropout)
+		n.Static = &st
+		tm := newSequenceEncoder(p, "time", 24, 12, c)
+		n.Time = &tm
+	}
+	if c.Kind == "multimodal" {
+		tokens := map[string]int64{"avmnist": 4 + 4, "mimic": 1 + 24}[c.Dataset]
+		f := &Mixer{}
+		for i := 0; i < c.FusionBlocks; i++ {
+			f.Blocks = append(f.Blocks, newMixerBlock(p, blockName("fus", i), tokens, c.Hidden, c.FusionTokenDim, c.FusionChannelDim, c.Dropout))
+		}
+		f.LN = newLayerNorm(p, blockName("fus", c.FusionBlocks), c.Hidden)
+		n.Fusion = f
+	}
+	classes := map[string]int64{"avmnist": 10, "mimic": 6}[c.Dataset]
+	for _, h := range c.Heads {
+		n.Heads[h] = newLinear(p, headParam[h], c.Hidden, classes)
+	}
+	if err := p.Err(); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("build %s: %w", c.Name, err)
+	}
+	return n, nil
+}
+
+// Close frees the network's parameters.
+func (n *Network) Close() { n.Params.Close() }
+
+// Forward returns each head's logits. train turns dropout on everywhere,
+// including a probe's frozen encoder (the reference leaves that encoder in
+// training mode while the probe trains).
+func (n *Network) Forward(s *torch.Scope, b Batch, train bool) map[string]*torch.Tensor {
+	encTrain := train
+	out := map[string]*torch.Tensor{}
+	avg := func(tokens *torch.Tensor) *torch.Tensor { return s.Mean(tokens, false, 1) }
+	head := func(name string, x *torch.Tensor) {
+		if h, ok := n.Heads[name]; ok {
+			out[name] = h.Forward(s, x)
+		}
+	}
+	switch n.Config.Dataset {
+	case "avmnist":
+		var img, aud *torch.Tensor
+		if n.Image != nil {
+			img = n.Image.Forward(s, b.Image, encTrain)
+			head("image", avg(img))
+		}
+		if n.Audio != nil {
+			aud = n.Audio.Forward(s, b.Audio, encTrain)
+			head("audio", avg(aud))
+		}
+		if n.Fusion != nil {
+			head("fusion", avg(n.Fusion.Forward(s, s.Cat(1, img, aud), train)))
+		}
+	case "mimic":
+		static := n.Static.Forward(s, b.Static, encTrain) // (B, D)
+		series := n.Time.Forward(s, b.Time, encTrain)     // (B, 24, D)
+		head("static", static)
+		head("time", avg(series))
+		tokens := s.Cat(1, s.Reshape(static, -1, 1, n.Config.Hidden), series) // the static token first
+		head("fusion", avg(n.Fusion.Forward(s, tokens, train)))
+	}
+	return out
+}

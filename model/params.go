@@ -1,0 +1,129 @@
+package model
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// Params owns a network's trainable tensors, in creation order, under the
+// names PyTorch's state_dict would give them (so weights move between the
+// two by name).
+type Params struct {
+	scope   *torch.Scope
+	device  torch.Device
+	seed    uint64
+	Names   []string
+	Tensors []*torch.Tensor
+	frozen  map[string]bool
+}
+
+func newParams(device torch.Device, seed uint64) *Params {
+	return &Params{scope: torch.NewScope(), device: device, seed: seed, frozen: map[string]bool{}}
+}
+
+// Close frees every parameter.
+func (p *Params) Close() { p.scope.Close() }
+
+// uniform creates a parameter filled from U(-bound, bound). Each parameter
+// draws from its own stream, keyed by the seed and its name, so a parameter's
+// initial value does not depend on which others exist or their order.
+func (p *Params) uniform(name string, bound float64, shape ...int64) *torch.Tensor {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	r := rand.New(rand.NewPCG(p.seed, h.Sum64()))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32((r.Float64()*2 - 1) * bound)
+	}
+	return p.add(name, p.scope.From(v, shape...))
+}
+
+// constant creates a parameter filled with c (LayerNorm's 1s and 0s).
+func (p *Params) constant(name string, c float64, shape ...int64) *torch.Tensor {
+	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, shape...))
+}
+
+func (p *Params) add(name string, t *torch.Tensor) *torch.Tensor {
+	if p.device != torch.CPU {
+		t = p.scope.To(t, p.device)
+	}
+	if err := t.SetRequiresGrad(true); err != nil && p.scope.Err() == nil {
+		panic(fmt.Sprintf("parameter %s: %v", name, err))
+	}
+	p.Names = append(p.Names, name)
+	p.Tensors = append(p.Tensors, t)
+	return t
+}
+
+// Err reports the first error met while creating parameters.
+func (p *Params) Err() error { return p.scope.Err() }
+
+// Freeze stops gradients for every parameter whose name has the prefix.
+func (p *Params) Freeze(prefix string) error {
+	for i, n := range p.Names {
+		if len(n) >= len(prefix) && n[:len(prefix)] == prefix {
+			if err := p.Tensors[i].SetRequiresGrad(false); err != nil {
+				return err
+			}
+			p.frozen[n] = true
+		}
+	}
+	return nil
+}
+
+// Trainable returns the parameters the optimiser updates.
+func (p *Params) Trainable() []*torch.Tensor {
+	var out []*torch.Tensor
+	for i, n := range p.Names {
+		if !p.frozen[n] {
+			out = append(out, p.Tensors[i])
+		}
+	}
+	return out
+}
+
+// TrainableNames returns the names of the trainable parameters, in order.
+func (p *Params) TrainableNames() []string {
+	var out []string
+	for _, n := range p.Names {
+		if !p.frozen[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Count is the number of trainable scalars.
+func (p *Params) Count() (int64, error) {
+	var n int64
+	for _, t := range p.Trainable() {
+		k, err := t.Numel()
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// ByName maps names to tensors.
+func (p *Params) ByName() map[string]*torch.Tensor {
+	m := make(map[string]*torch.Tensor, len(p.Names))
+	for i, n := range p.Names {
+		m[n] = p.Tensors[i]
+	}
+	return m
+}
+
+// kaimingBound is PyTorch's default bound for Linear and Conv2d weights:
+// kaiming_uniform_ with a = sqrt(5) reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+// the same bound PyTorch uses for their biases.
+func kaimingBound(fanIn int64) float64 { return 1 / math.Sqrt(float64(fanIn)) }
