@@ -100,7 +100,7 @@ func newImageEncoder(p *Params, name string, size, patch int64, c *Config) Image
 
 // Forward maps images (batch, 1, H, W) to tokens (batch, patches, hidden).
 func (e ImageEncoder) Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
-	x = s.Conv2d(x, e.Embed.W, e.Embed.B, e.Patch, 0)             // (batch, hidden, H/p, W/p)
+	x = s.Conv2d(x, e.Embed.W, e.Embed.B, e.Patch, 0)           // (batch, hidden, H/p, W/p)
 	x = s.Transpose(s.Reshape(x, -1, e.Hidden, e.Tokens), 1, 2) // (batch, patches, hidden)
 	return e.Mixer.Forward(s, x, train)
 }
