@@ -56,12 +56,25 @@ $(SHIM): torch/shim/m2t.cpp torch/shim/m2t_api.h
 build: $(SHIM)
 	$(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(BIN) ./cmd/m2mix
 
+# Fuzz targets (package:target), each run for FUZZTIME after the unit tests.
+FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle
+
 test: deps shim
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	@for f in $(FUZZ); do \
+		echo "fuzz $${f#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) $${f%%:*} >/tmp/m2mix-fuzz.log 2>&1 \
+			|| { cat /tmp/m2mix-fuzz.log; exit 1; }; \
+	done
+	@echo "fuzz: all targets ran clean"
 
-bench: deps shim
-	$(GO) test -run '^$$' -bench . -benchtime 2x ./torch/
+# Benchmarks: each figure beside its reference, measured in the same run.
+bench: deps shim build
+	bash scripts/bench.sh
+
+reproduce: deps build
+	$(BIN) reproduce --profile $(PROFILE) --device $(DEVICE) --data $(DATA) $(if $(MIRROR),--mirror $(MIRROR))
 
 clean:
 	rm -rf $(BUILD)

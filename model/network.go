@@ -110,3 +110,19 @@ func (n *Network) Forward(s *torch.Scope, b Batch, train bool) map[string]*torch
 	}
 	return out
 }
+
+// CountParams builds a configuration on the CPU and counts what its
+// optimiser would train (a probe trains its head only).
+func CountParams(c *Config) (int64, error) {
+	n, err := NewNetwork(c, 0, torch.CPU)
+	if err != nil {
+		return 0, err
+	}
+	defer n.Close()
+	if c.Kind == "probe" {
+		if err := n.Params.Freeze(encoderPrefix(c.Modality)); err != nil {
+			return 0, err
+		}
+	}
+	return n.Params.Count()
+}

