@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
+	"github.com/m2mix/m2mix/manifests"
 )
 
 // DefaultPaperResults is where the paper's numbers live, relative to the
@@ -94,7 +94,7 @@ type FeatureCell struct {
 
 // LoadPaper reads and checks the paper results file.
 func LoadPaper(path string) (*Paper, error) {
-	b, err := os.ReadFile(path)
+	b, err := manifests.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("paper results: %w", err)
 	}
