@@ -56,6 +56,11 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	// libtorch's OpenMP keeps one thread team per calling OS thread; pinning
+	// the run to one thread keeps it to one team instead of one per thread
+	// the Go scheduler happens to use.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	threads := o.Threads
 	if threads == 0 {
 		threads = runtime.NumCPU()

@@ -1,6 +1,9 @@
 package torch
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 // BenchmarkTinyAdd is the cost of one Go-to-libtorch operation on a
 // one-element tensor, including freeing the result: compare with
@@ -22,6 +25,8 @@ func BenchmarkTinyAdd(b *testing.B) {
 
 // BenchmarkMatMul2048 multiplies two 2048x2048 float32 matrices.
 func BenchmarkMatMul2048(b *testing.B) {
+	runtime.LockOSThread() // keep one OpenMP thread team (see model.Train)
+	defer runtime.UnlockOSThread()
 	s := newTestScope(b)
 	if err := SetThreads(2); err != nil {
 		b.Fatal(err)

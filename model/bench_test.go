@@ -1,0 +1,82 @@
+package model
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// syntheticAVMNIST makes an AV-MNIST-shaped split of n random rows on the
+// CPU, as ../shared/bench/torch_m2mixer.py does for its timing.
+func syntheticAVMNIST(s *torch.Scope, n int, seed uint64) *Split {
+	r := rand.New(rand.NewPCG(seed, 1))
+	img := make([]float32, n*784)
+	for i := range img {
+		img[i] = float32(r.NormFloat64())
+	}
+	aud := make([]uint8, n*112*112)
+	for i := range aud {
+		aud[i] = uint8(r.IntN(256))
+	}
+	lab := make([]int64, n)
+	for i := range lab {
+		lab[i] = int64(r.IntN(10))
+	}
+	return &Split{N: int64(n), Image: s.From(img, int64(n), 1, 28, 28), Audio: s.From(aud, int64(n), 1, 112, 112), Label: s.From(lab, int64(n))}
+}
+
+// BenchmarkTrainEpoch times one training epoch of M2-Mixer_M (batch 32,
+// Adam) over M2MIX_BENCH_N random samples (default 3200) and reports the
+// per-sample time, the figure torch_m2mixer.py prints as per_sample_us.
+// M2MIX_BENCH_CONFIG picks another configuration.
+func BenchmarkTrainEpoch(b *testing.B) {
+	n := 3200
+	if v, err := strconv.Atoi(os.Getenv("M2MIX_BENCH_N")); err == nil {
+		n = v
+	}
+	name := "m2mixer_m"
+	if v := os.Getenv("M2MIX_BENCH_CONFIG"); v != "" {
+		name = v
+	}
+	cfg, err := LoadConfig(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := torch.SetThreads(2); err != nil {
+		b.Fatal(err)
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	sp := syntheticAVMNIST(s, n, 42)
+	net, err := NewNetwork(cfg, 42, torch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer net.Close()
+	opt, err := torch.NewAdam(net.Params.Trainable(), torch.DefaultAdam(cfg.LR))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Close()
+	o := Options{Seed: 42, Device: torch.CPU}
+	w := cfg.HeadWeights(cfg.Loss.WFusion)
+	// One warm-up batch, as the PyTorch script does.
+	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
+	if _, err := trainEpoch(net, opt, warm, w, cfg.BatchSize, o, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := trainEpoch(net, opt, sp, w, cfg.BatchSize, o, i); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N*n), "us/sample")
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make bench`: each m2mix figure beside its reference, measured in the same
+# run on the same machine. Paste the output into docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-3200}
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
+echo "## binding: one tiny op and a 2048x2048 matmul"
+g++ -std=c++17 -O2 -o build/dispatch torch/bench/dispatch.cpp -I/usr/include/torch/csrc/api/include \
+	-Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
+build/dispatch
+OMP_NUM_THREADS=2 /usr/bin/python3 torch/bench/dispatch.py
+go test -run '^$' -bench 'TinyAdd' -benchtime 1000000x ./torch/ | grep Benchmark
+go test -run '^$' -bench 'MatMul2048' -benchtime 10x ./torch/ | grep Benchmark
+echo "## training: M2-Mixer_M, batch 32, $N samples, one epoch"
+OMP_NUM_THREADS=2 /usr/bin/python3 ../shared/bench/torch_m2mixer.py M "$N" cpu
+M2MIX_BENCH_N=$N go test -run '^$' -bench 'TrainEpoch' -benchtime 1x ./model/ | grep Benchmark
