@@ -44,6 +44,7 @@ type ReproduceOptions struct {
 	PK        string // MultiBench's im.pk ("" skips MIMIC-III unless RawMIMIC is set)
 	RawMIMIC  string // folder of the raw MIMIC-III tables
 	NoiseSeed uint64 // AV-MNIST generation seed
+	AVLimit   int    // > 0: generate AV-MNIST from the first AVLimit MNIST rows of each split (previews, tests)
 	Device    torch.Device
 	Threads   int
 	Force     []string
@@ -83,12 +84,16 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 	})
 
 	stages = append(stages, Stage{
-		Name: "prep-avmnist", Inputs: []string{raw}, Params: map[string]any{"seed": o.NoiseSeed, "from": "raw"},
+		Name: "prep-avmnist", Inputs: []string{raw}, Params: map[string]any{"seed": o.NoiseSeed, "from": "raw", "limit": o.AVLimit},
 		Outputs: []string{avDir}, Code: codeAVMNIST,
 		Run: func(context.Context) error {
-			bar := progress.New(70000, "avmnist")
+			total := int64(70000)
+			if o.AVLimit > 0 {
+				total = int64(2 * o.AVLimit)
+			}
+			bar := progress.New(total, "avmnist")
 			defer bar.Finish()
-			res, _, err := avmnist.PrepRaw(o.Data, avmnist.Params{Seed: o.NoiseSeed, Progress: bar})
+			res, _, err := avmnist.PrepRaw(o.Data, avmnist.Params{Seed: o.NoiseSeed, Limit: o.AVLimit, Progress: bar})
 			if err == nil {
 				fmt.Fprintf(o.Log, "PCA k: train %d (variance kept %.4f), test %d (%.4f)\n",
 					res.PCATrain.K, res.PCATrain.Kept, res.PCATest.K, res.PCATest.Kept)

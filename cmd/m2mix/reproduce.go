@@ -49,6 +49,7 @@ one stage (e.g. --force report, --force train/m2mixer_m/42).`,
 	f.StringVar(&o.Runs, "runs", "runs", "folder of run records")
 	f.StringVar(&o.Results, "results", "results", "folder for tables and plots")
 	f.Uint64Var(&o.NoiseSeed, "avmnist-seed", 42, "seed of AV-MNIST's noise draw")
+	f.IntVar(&o.AVLimit, "avmnist-limit", 0, "generate AV-MNIST from the first N MNIST rows of each split only (previews)")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
 	f.StringSliceVar(&o.Force, "force", nil, "stages to redo even when up to date")
 	f.StringVar(&o.LockPath, "lock", pipeline.DefaultLockPath, "lock file")
