@@ -268,15 +268,11 @@ func TestResumeRecordAheadOfCheckpoint(t *testing.T) {
 }
 
 // TestResumeCheckpointAheadOfRecord: the checkpoint is epoch 3's, record.json
-// still holds 2 epochs: what a kill between the two writes leaves with the
-// order train.go uses now (last.safetensors, then record.json). Resuming
+// still holds 2 epochs: a state train.go's write order (record.json, then
+// last.safetensors) no longer leaves, but a hand-copied folder might. Resuming
 // must not crash: it must reproduce the uninterrupted run or refuse with an
 // error.
 func TestResumeCheckpointAheadOfRecord(t *testing.T) {
-	if os.Getenv("M2MIX_KNOWN_BUGS") != "1" {
-		t.Skip("known bug in train.go: this state makes the resumed run panic (index out of range in the epoch log line) " +
-			"after dropping an epoch from the history; set M2MIX_KNOWN_BUGS=1 to run it, and remove this skip once fixed")
-	}
 	cfg, o, dirA, recA := uninterruptedLC(t)
 	o.RunsDir = t.TempDir()
 	dirB := killBetweenWrites(t, cfg, o, runrecord.FileName)
@@ -329,10 +325,6 @@ func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record)
 // it must finish with the uninterrupted run's history, best epoch and
 // test metrics.
 func TestResumeAfterKillAtEarlyStop(t *testing.T) {
-	if os.Getenv("M2MIX_KNOWN_BUGS") != "1" {
-		t.Skip("known bug in train.go: a run resumed after early stopping trains further epochs; " +
-			"set M2MIX_KNOWN_BUGS=1 to run it, and remove this skip once fixed")
-	}
 	data := t.TempDir()
 	writeSyntheticMIMIC(t, data)
 	base, err := LoadConfig("m2mixer_lc")

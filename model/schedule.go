@@ -14,9 +14,13 @@ type Plateau struct {
 	BadEpochs int     `json:"bad_epochs"`
 }
 
+// noBest stands for PyTorch's initial best of +inf: any finite loss beats
+// it, and unlike +Inf it survives a JSON round trip (checkpoints store it).
+const noBest = math.MaxFloat64
+
 // NewPlateau starts a scheduler with no best loss yet.
 func NewPlateau(patience int, factor, threshold float64) *Plateau {
-	return &Plateau{Patience: patience, Factor: factor, Threshold: threshold, Best: math.Inf(1)}
+	return &Plateau{Patience: patience, Factor: factor, Threshold: threshold, Best: noBest}
 }
 
 // Step takes the epoch's validation loss and the current learning rate and
@@ -47,7 +51,7 @@ type EarlyStop struct {
 }
 
 // NewEarlyStop starts with no best loss yet.
-func NewEarlyStop(patience int) *EarlyStop { return &EarlyStop{Patience: patience, Best: math.Inf(1)} }
+func NewEarlyStop(patience int) *EarlyStop { return &EarlyStop{Patience: patience, Best: noBest} }
 
 // Step records an epoch's loss; it reports whether the loss is a new best
 // and whether training should stop.

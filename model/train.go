@@ -134,8 +134,8 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 		st.Plateau = NewPlateau(cfg.Plateau.Patience, cfg.Plateau.Factor, cfg.Plateau.Threshold)
 	}
 
-	// Resume: last.safetensors is written before record.json at each epoch,
-	// so the checkpoint is never behind the record's history.
+	// Resume: record.json is written before last.safetensors at each epoch,
+	// so the record's history always reaches the checkpoint's epoch.
 	recPath := filepath.Join(dir, runrecord.FileName)
 	if _, err := os.Stat(filepath.Join(dir, lastFile)); err == nil {
 		var old runrecord.Record
@@ -150,13 +150,18 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 			if err := opt.SetLR(st.LR); err != nil {
 				return nil, err
 			}
-			rec.History = old.History[:min(st.NextEpoch, len(old.History))]
+			if len(old.History) < st.NextEpoch {
+				return nil, fmt.Errorf("%s: the record has %d epochs but the checkpoint is at epoch %d; delete the run folder to start again",
+					dir, len(old.History), st.NextEpoch)
+			}
+			rec.History = old.History[:st.NextEpoch]
 			fmt.Fprintf(o.Log, "%s seed %d: resuming at epoch %d\n", cfg.Name, o.Seed, st.NextEpoch)
 		}
 	}
 
-	stopped := false
-	for epoch := st.NextEpoch; epoch < maxEpochs; epoch++ {
+	// A run killed after its early-stopping epoch was saved must not train on.
+	stopped := st.Early.Wait >= st.Early.Patience
+	for epoch := st.NextEpoch; epoch < maxEpochs && !stopped; epoch++ {
 		t0 := time.Now()
 		if err := torch.ManualSeed(epochSeed(o.Seed, epoch)); err != nil {
 			return nil, err
@@ -170,6 +175,10 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 			return nil, fmt.Errorf("%s seed %d epoch %d: validation: %w", cfg.Name, o.Seed, epoch, err)
 		}
 		valLoss := ev.weightedLoss(cfg.HeadWeights(st.WFusion))
+		if math.IsNaN(valLoss) || math.IsInf(valLoss, 0) || math.IsNaN(trainLoss) || math.IsInf(trainLoss, 0) {
+			return nil, fmt.Errorf("%s seed %d epoch %d: training diverged (train loss %v, validation loss %v)",
+				cfg.Name, o.Seed, epoch, trainLoss, valLoss)
+		}
 		rec.History = append(rec.History, runrecord.Epoch{
 			Epoch: epoch, TrainLoss: trainLoss, ValLoss: valLoss, HeadLoss: ev.loss, HeadAcc: ev.acc,
 			LR: st.LR, WFusion: st.WFusion, Seconds: time.Since(t0).Seconds(),
@@ -192,19 +201,16 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 			st.WFusion = math.Min(1, st.WFusion+cfg.Loss.LCEta)
 		}
 		st.NextEpoch = epoch + 1
-		if err := saveParams(filepath.Join(dir, lastFile), net, opt, st); err != nil {
-			return nil, err
-		}
 		if err := artifact.WriteJSON(recPath, rec); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "%s seed %d epoch %d/%d: train %.4f val %.4f acc %.4f lr %.2g%s (%.1fs)\n",
-			cfg.Name, o.Seed, epoch+1, maxEpochs, trainLoss, valLoss, ev.acc[cfg.Heads[0]], rec.History[epoch].LR,
-			map[bool]string{true: " *", false: ""}[improved], rec.History[len(rec.History)-1].Seconds)
-		if stop {
-			stopped = true
-			break
+		if err := saveParams(filepath.Join(dir, lastFile), net, opt, st); err != nil {
+			return nil, err
 		}
+		fmt.Fprintf(o.Log, "%s seed %d epoch %d/%d: train %.4f val %.4f acc %.4f lr %.2g%s (%.1fs)\n",
+			cfg.Name, o.Seed, epoch+1, maxEpochs, trainLoss, valLoss, ev.acc[cfg.Heads[0]], rec.History[len(rec.History)-1].LR,
+			map[bool]string{true: " *", false: ""}[improved], rec.History[len(rec.History)-1].Seconds)
+		stopped = stop
 	}
 	if st.BestEpoch < 0 {
 		return nil, errors.New("no epoch completed")
