@@ -66,14 +66,19 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	w := cfg.HeadWeights(cfg.Loss.WFusion)
 	// One warm-up batch, as the PyTorch script does.
 	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
-	if _, err := trainEpoch(net, opt, warm, w, cfg.BatchSize, o, 0); err != nil {
+	gens, err := torch.NewGenerators(torch.CPU, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gens.Close()
+	if _, err := trainEpoch(net, opt, warm, w, cfg.BatchSize, o, 0, gens); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if _, err := trainEpoch(net, opt, sp, w, cfg.BatchSize, o, i); err != nil {
+		if _, err := trainEpoch(net, opt, sp, w, cfg.BatchSize, o, i, gens); err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(t0)

@@ -176,7 +176,7 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 	if err := torch.NoGrad(func() {
 		es := torch.NewScope()
 		defer es.Close()
-		for h, l := range net.Forward(es, b, false) {
+		for h, l := range net.Forward(es, b, Mode{}) {
 			if c.logits[h], err = l.Float32s(); err != nil {
 				return
 			}
@@ -205,7 +205,7 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 	defer opt.Close()
 	ss := torch.NewScope()
 	defer ss.Close()
-	loss := weightedLoss(ss, net.Forward(ss, b, false), b.Label, cfg.HeadWeights(cfg.Loss.WFusion))
+	loss := weightedLoss(ss, net.Forward(ss, b, Mode{}), b.Label, cfg.HeadWeights(cfg.Loss.WFusion))
 	if err := ss.Err(); err != nil {
 		t.Fatal(err)
 	}

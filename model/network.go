@@ -33,7 +33,18 @@ var headParam = map[string]string{"fusion": "hf", "image": "hi", "audio": "ha", 
 // NewNetwork builds a configuration's network with PyTorch's default
 // initialisation drawn from seed, its parameters on device.
 func NewNetwork(c *Config, seed uint64, device torch.Device) (*Network, error) {
-	p := newParams(device, seed)
+	return buildNetwork(c, []uint64{seed}, false, device)
+}
+
+// NewStackedNetwork builds len(seeds) copies of a configuration's network,
+// every parameter stacked on a leading model axis, model k initialised
+// exactly as NewNetwork(c, seeds[k]) would.
+func NewStackedNetwork(c *Config, seeds []uint64, device torch.Device) (*Network, error) {
+	return buildNetwork(c, seeds, true, device)
+}
+
+func buildNetwork(c *Config, seeds []uint64, stacked bool, device torch.Device) (*Network, error) {
+	p := newParams(device, seeds, stacked)
 	n := &Network{Config: c, Params: p, Heads: map[string]Linear{}}
 	switch c.Dataset {
 	case "avmnist":
@@ -74,13 +85,13 @@ func NewNetwork(c *Config, seed uint64, device torch.Device) (*Network, error) {
 // Close frees the network's parameters.
 func (n *Network) Close() { n.Params.Close() }
 
-// Forward returns each head's logits. train turns dropout on everywhere,
-// including a probe's frozen encoder (the reference leaves that encoder in
-// training mode while the probe trains).
-func (n *Network) Forward(s *torch.Scope, b Batch, train bool) map[string]*torch.Tensor {
-	encTrain := train
+// Forward returns each head's logits: (batch, classes), or (models, batch,
+// classes) when stacked. mode.Train turns dropout on everywhere, including a
+// probe's frozen encoder (the reference leaves that encoder in training mode
+// while the probe trains).
+func (n *Network) Forward(s *torch.Scope, b Batch, mode Mode) map[string]*torch.Tensor {
 	out := map[string]*torch.Tensor{}
-	avg := func(tokens *torch.Tensor) *torch.Tensor { return s.Mean(tokens, false, 1) }
+	avg := func(tokens *torch.Tensor) *torch.Tensor { return s.Mean(tokens, false, -2) }
 	head := func(name string, x *torch.Tensor) {
 		if h, ok := n.Heads[name]; ok {
 			out[name] = h.Forward(s, x)
@@ -90,25 +101,35 @@ func (n *Network) Forward(s *torch.Scope, b Batch, train bool) map[string]*torch
 	case "avmnist":
 		var img, aud *torch.Tensor
 		if n.Image != nil {
-			img = n.Image.Forward(s, b.Image, encTrain)
+			img = n.Image.Forward(s, b.Image, mode)
 			head("image", avg(img))
 		}
 		if n.Audio != nil {
-			aud = n.Audio.Forward(s, b.Audio, encTrain)
+			aud = n.Audio.Forward(s, b.Audio, mode)
 			head("audio", avg(aud))
 		}
 		if n.Fusion != nil {
-			head("fusion", avg(n.Fusion.Forward(s, s.Cat(1, img, aud), train)))
+			head("fusion", avg(n.Fusion.Forward(s, s.Cat(-2, img, aud), mode)))
 		}
 	case "mimic":
-		static := n.Static.Forward(s, b.Static, encTrain) // (B, D)
-		series := n.Time.Forward(s, b.Time, encTrain)     // (B, 24, D)
+		static := n.Static.Forward(s, b.Static, mode) // (..., batch, D)
+		series := n.Time.Forward(s, b.Time, mode)     // (..., batch, 24, D)
 		head("static", static)
 		head("time", avg(series))
-		tokens := s.Cat(1, s.Reshape(static, -1, 1, n.Config.Hidden), series) // the static token first
-		head("fusion", avg(n.Fusion.Forward(s, tokens, train)))
+		tokens := s.Cat(-2, asToken(s, static), series) // the static token first
+		head("fusion", avg(n.Fusion.Forward(s, tokens, mode)))
 	}
 	return out
+}
+
+// asToken turns (..., batch, D) into (..., batch, 1, D).
+func asToken(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
+	shape, _ := x.Shape()
+	if len(shape) == 0 {
+		return x
+	}
+	last := shape[len(shape)-1]
+	return s.Reshape(x, append(append(append([]int64{}, shape[:len(shape)-1]...), 1), last)...)
 }
 
 // CountParams builds a configuration on the CPU and counts what its

@@ -15,14 +15,23 @@ import (
 type Params struct {
 	scope   *torch.Scope
 	device  torch.Device
-	seed    uint64
+	seeds   []uint64 // one per model; more than one stacks every parameter on a leading model axis
+	stacked bool
 	Names   []string
 	Tensors []*torch.Tensor
 	frozen  map[string]bool
 }
 
-func newParams(device torch.Device, seed uint64) *Params {
-	return &Params{scope: torch.NewScope(), device: device, seed: seed, frozen: map[string]bool{}}
+func newParams(device torch.Device, seeds []uint64, stacked bool) *Params {
+	return &Params{scope: torch.NewScope(), device: device, seeds: seeds, stacked: stacked, frozen: map[string]bool{}}
+}
+
+// modelShape prefixes shape with the model axis when parameters are stacked.
+func (p *Params) modelShape(shape []int64) []int64 {
+	if !p.stacked {
+		return shape
+	}
+	return append([]int64{int64(len(p.seeds))}, shape...)
 }
 
 // Close frees every parameter.
@@ -30,7 +39,8 @@ func (p *Params) Close() { p.scope.Close() }
 
 // uniform creates a parameter filled from U(-bound, bound). Each parameter
 // draws from its own stream, keyed by the seed and its name, so a parameter's
-// initial value does not depend on which others exist or their order.
+// initial value does not depend on which others exist or their order, nor
+// on whether its model is trained alone or stacked with others.
 func (p *Params) uniform(name string, bound float64, shape ...int64) *torch.Tensor {
 	n := int64(1)
 	for _, d := range shape {
@@ -38,17 +48,19 @@ func (p *Params) uniform(name string, bound float64, shape ...int64) *torch.Tens
 	}
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	r := rand.New(rand.NewPCG(p.seed, h.Sum64()))
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32((r.Float64()*2 - 1) * bound)
+	v := make([]float32, 0, n*int64(len(p.seeds)))
+	for _, seed := range p.seeds {
+		r := rand.New(rand.NewPCG(seed, h.Sum64()))
+		for i := int64(0); i < n; i++ {
+			v = append(v, float32((r.Float64()*2-1)*bound))
+		}
 	}
-	return p.add(name, p.scope.From(v, shape...))
+	return p.add(name, p.scope.From(v, p.modelShape(shape)...))
 }
 
 // constant creates a parameter filled with c (LayerNorm's 1s and 0s).
 func (p *Params) constant(name string, c float64, shape ...int64) *torch.Tensor {
-	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, shape...))
+	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, p.modelShape(shape)...))
 }
 
 func (p *Params) add(name string, t *torch.Tensor) *torch.Tensor {

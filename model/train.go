@@ -38,8 +38,9 @@ func RunDir(runs, config string, seed int64) string {
 	return filepath.Join(runs, config, strconv.FormatInt(seed, 10))
 }
 
-// epochSeed derives the libtorch seed for one epoch's dropout masks, so a
-// run resumed at an epoch boundary draws exactly the masks it would have.
+// epochSeed derives the seed of one epoch's dropout stream, so a run resumed
+// at an epoch boundary draws exactly the masks it would have, and a model
+// trained in a seed batch draws exactly what it draws alone.
 func epochSeed(seed int64, epoch int) uint64 {
 	return uint64(seed)*0x9E3779B97F4A7C15 + uint64(epoch+1)*0xBF58476D1CE4E5B9
 }
@@ -163,10 +164,12 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	stopped := st.Early.Wait >= st.Early.Patience
 	for epoch := st.NextEpoch; epoch < maxEpochs && !stopped; epoch++ {
 		t0 := time.Now()
-		if err := torch.ManualSeed(epochSeed(o.Seed, epoch)); err != nil {
+		gens, err := torch.NewGenerators(o.Device, epochSeed(o.Seed, epoch))
+		if err != nil {
 			return nil, err
 		}
-		trainLoss, err := trainEpoch(net, opt, ds.Train, cfg.HeadWeights(st.WFusion), cfg.BatchSize, o, epoch)
+		trainLoss, err := trainEpoch(net, opt, ds.Train, cfg.HeadWeights(st.WFusion), cfg.BatchSize, o, epoch, gens)
+		gens.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s seed %d epoch %d: %w", cfg.Name, o.Seed, epoch, err)
 		}
@@ -269,7 +272,7 @@ func encoderPrefix(modality string) string {
 }
 
 // trainEpoch runs one pass over the training rows and returns the mean loss.
-func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]float64, batch int, o Options, epoch int) (float64, error) {
+func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]float64, batch int, o Options, epoch int, gens *torch.Generators) (float64, error) {
 	epochScope := torch.NewScope()
 	defer epochScope.Close()
 	var order *torch.Tensor
@@ -290,7 +293,7 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 		n := min(int64(batch), sp.N-lo)
 		s := torch.NewScope()
 		b := sp.Batch(s, lo, n, order)
-		loss := weightedLoss(s, net.Forward(s, b, true), b.Label, weights)
+		loss := weightedLoss(s, net.Forward(s, b, Mode{Train: true, Gens: gens}), b.Label, weights)
 		if err := s.Err(); err != nil {
 			s.Close()
 			return 0, err
@@ -360,7 +363,7 @@ func evaluate(net *Network, sp *Split, batch int) (*evaluation, error) {
 			n := min(int64(batch), sp.N-lo)
 			s := torch.NewScope()
 			b := sp.Batch(s, lo, n, nil)
-			logits := net.Forward(s, b, false)
+			logits := net.Forward(s, b, Mode{})
 			for h, l := range logits {
 				sum, err := s.CrossEntropy(l, b.Label, torch.ReduceSum).Item()
 				if err != nil {

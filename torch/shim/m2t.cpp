@@ -8,6 +8,10 @@
 
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+#ifdef M2T_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -454,6 +458,93 @@ m2t_err m2t_adam_free(m2t_adam h) {
   TRY
   if (h == nullptr) throw std::invalid_argument("free of nil optimiser");
   delete static_cast<Adam *>(h);
+  CATCH
+}
+
+// Generators give each model its own dropout stream, so K models trained in
+// lockstep draw exactly the masks each would draw alone.
+m2t_err m2t_generator_new(uint64_t seed, const char *device, m2t_gen *out) {
+  TRY
+  torch::Device dev(device);
+  at::Generator g;
+  if (dev.is_cpu()) {
+    g = at::detail::createCPUGenerator(seed);
+  } else {
+#ifdef M2T_CUDA
+    g = at::cuda::detail::createCUDAGenerator(dev.has_index() ? dev.index() : 0);
+    g.set_current_seed(seed);
+#else
+    throw std::invalid_argument(std::string("generator on ") + device + ": this shim was built without CUDA");
+#endif
+  }
+  *out = new at::Generator(g);
+  CATCH
+}
+
+m2t_err m2t_generator_free(m2t_gen g) {
+  TRY
+  if (g == nullptr) throw std::invalid_argument("free of nil generator");
+  delete static_cast<at::Generator *>(g);
+  CATCH
+}
+
+// m2t_dropout_gen is inverted dropout whose keep-mask comes from explicit
+// generators: with one generator, a mask of x's shape; with K, x's first
+// dimension is the model axis and slice k's mask comes from generator k,
+// drawn exactly as a lone model of that shape would draw it.
+m2t_err m2t_dropout_gen(m2t_tensor x, double p, const m2t_gen *gens, int ngen, m2t_tensor *out) {
+  TRY
+  auto &t = get(x);
+  if (ngen < 1) throw std::invalid_argument("dropout: no generator");
+  if (p == 0) { *out = wrap(t * 1.0); return nullptr; }
+  torch::Tensor mask;
+  auto gen = [&](int i) -> at::Generator & {
+    if (gens[i] == nullptr) throw std::invalid_argument("dropout: nil generator");
+    return *static_cast<at::Generator *>(gens[i]);
+  };
+  if (ngen == 1) {
+    mask = at::empty_like(t).bernoulli_(1 - p, gen(0));
+  } else {
+    if (t.dim() < 1 || t.size(0) != ngen)
+      throw std::invalid_argument("dropout: " + std::to_string(ngen) + " generators for a first dimension of " + std::to_string(t.size(0)));
+    std::vector<torch::Tensor> parts;
+    for (int i = 0; i < ngen; i++) parts.push_back(at::empty_like(t[i]).bernoulli_(1 - p, gen(i)));
+    mask = torch::stack(parts);
+  }
+  mask.div_(1 - p);
+  *out = wrap(t * mask);
+  CATCH
+}
+
+// m2t_adam_stacked_step is Adam (PyTorch's update, no weight decay) for
+// parameters stacked on a leading model axis of size k: each model has its
+// own step count and learning rate, and a model with active[i] == 0 is left
+// exactly as it is (a stopped model stops changing). Moments are updated in
+// place; gradients are read from the parameters.
+m2t_err m2t_adam_stacked_step(const m2t_tensor *params, const m2t_tensor *exp_avg, const m2t_tensor *exp_avg_sq, int n,
+                              const int64_t *steps, const double *lrs, const int *active, int k, double beta1, double beta2,
+                              double eps) {
+  TRY
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < n; i++) {
+    auto &p = get(params[i], "parameter");
+    auto &m = get(exp_avg[i], "exp_avg");
+    auto &v = get(exp_avg_sq[i], "exp_avg_sq");
+    auto g = p.grad();
+    if (!g.defined()) continue;
+    if (p.size(0) != k) throw std::invalid_argument("adam: parameter " + std::to_string(i) + " is not stacked over " + std::to_string(k) + " models");
+    for (int j = 0; j < k; j++) {
+      if (!active[j]) continue;
+      // The same operations, in the same order, as libtorch's Adam::step.
+      auto pj = p[j], mj = m[j], vj = v[j], gj = g[j];
+      double bc1 = 1 - std::pow(beta1, static_cast<double>(steps[j]));
+      double bc2 = 1 - std::pow(beta2, static_cast<double>(steps[j]));
+      mj.mul_(beta1).add_(gj, 1 - beta1);
+      vj.mul_(beta2).addcmul_(gj, gj, 1 - beta2);
+      auto denom = (vj.sqrt() / std::sqrt(bc2)).add_(eps);
+      pj.addcdiv_(mj, denom, -lrs[j] / bc1);
+    }
+  }
   CATCH
 }
 
