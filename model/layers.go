@@ -65,12 +65,18 @@ func (l Linear) stackedForward(s *torch.Scope, x *torch.Tensor, shared bool) *to
 	k, out, in := wshape[0], wshape[1], wshape[2]
 	lead := shape[:len(shape)-1]
 	if shared {
+		// Every model reads the same rows: repeat them along the model axis.
 		x = s.Reshape(x, 1, -1, in)
+		rep := make([]*torch.Tensor, k)
+		for i := range rep {
+			rep[i] = x
+		}
+		x = s.Cat(0, rep...)
 	} else {
 		lead = lead[1:]
 		x = s.Reshape(x, k, -1, in)
 	}
-	y := s.Add(s.MatMul(x, s.Transpose(l.W, 1, 2)), s.Reshape(l.B, k, 1, out))
+	y := s.StackedLinear(x, l.W, l.B)
 	return s.Reshape(y, append(append([]int64{k}, lead...), out)...)
 }
 
@@ -88,15 +94,7 @@ func (l LayerNorm) Forward(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
 	if !l.stacked {
 		return s.LayerNorm(x, 1, l.W, l.B, 1e-5)
 	}
-	// Normalise, then each model's affine, broadcast over its rows.
-	shape, _ := x.Shape()
-	view := make([]int64, len(shape))
-	for i := range view {
-		view[i] = 1
-	}
-	view[0], view[len(view)-1] = shape[0], shape[len(shape)-1]
-	y := s.LayerNorm(x, 1, nil, nil, 1e-5)
-	return s.Add(s.Mul(y, s.Reshape(l.W, view...)), s.Reshape(l.B, view...))
+	return s.StackedLayerNorm(x, l.W, l.B, 1e-5)
 }
 
 // MLP is Linear -> GELU -> Dropout -> Linear -> Dropout, the Mixer's feed-forward.
@@ -179,11 +177,11 @@ func newImageEncoder(p *Params, name string, size, patch int64, c *Config) Image
 // then run as one convolution with models x hidden output channels.
 func (e ImageEncoder) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor {
 	if e.models == 0 {
-		x = s.Conv2d(x, e.Embed.W, e.Embed.B, e.Patch, 0)            // (batch, hidden, H/p, W/p)
+		x = s.Conv2d(x, e.Embed.W, e.Embed.B, e.Patch, 0)           // (batch, hidden, H/p, W/p)
 		x = s.Transpose(s.Reshape(x, -1, e.Hidden, e.Tokens), 1, 2) // (batch, patches, hidden)
 	} else {
 		w := s.Reshape(e.Embed.W, e.models*e.Hidden, 1, e.Patch, e.Patch)
-		x = s.Conv2d(x, w, s.Reshape(e.Embed.B, e.models*e.Hidden), e.Patch, 0) // (batch, models*hidden, H/p, W/p)
+		x = s.Conv2d(x, w, s.Reshape(e.Embed.B, e.models*e.Hidden), e.Patch, 0)   // (batch, models*hidden, H/p, W/p)
 		x = s.Permute(s.Reshape(x, -1, e.models, e.Hidden, e.Tokens), 1, 0, 3, 2) // (models, batch, patches, hidden)
 	}
 	return e.Mixer.Forward(s, x, mode)

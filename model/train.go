@@ -231,18 +231,7 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s seed %d: test: %w", cfg.Name, o.Seed, err)
 	}
-	testSeconds := time.Since(t0).Seconds()
-	trainSeconds := 0.0
-	for _, e := range rec.History {
-		trainSeconds += e.Seconds
-	}
-	main := cfg.Heads[0]
-	classes := map[string]int{"avmnist": 10, "mimic": 6}[cfg.Dataset]
-	rec.Final = &runrecord.Metrics{
-		Accuracy: ev.acc[main], MicroF1: ev.acc[main], MacroF1: MacroF1(ev.pred[main], ev.label, classes),
-		HeadAccuracy: ev.acc, TrainSeconds: trainSeconds, TestSeconds: testSeconds,
-		BestEpoch: st.BestEpoch, Epochs: len(rec.History), StoppedEarly: stopped,
-	}
+	rec.Final = finalMetrics(cfg, rec, ev, st.BestEpoch, stopped, time.Since(t0).Seconds())
 	if err := artifact.WriteJSON(recPath, rec); err != nil {
 		return nil, err
 	}

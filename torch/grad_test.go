@@ -2,8 +2,8 @@ package torch
 
 import (
 	"math"
-	"os"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 )

@@ -461,6 +461,35 @@ m2t_err m2t_adam_free(m2t_adam h) {
   CATCH
 }
 
+// m2t_stacked_linear applies K linear layers, w (K,out,in) and b (K,out), to
+// x (K,rows,in) as one batched matmul with the bias as the accumulator's
+// start, the way addmm (and so F.linear) computes a single layer.
+m2t_err m2t_stacked_linear(m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out) {
+  TRY
+  auto &t = get(x);
+  auto &wt = get(w, "weight");
+  auto &bt = get(b, "bias");
+  *out = wrap(torch::baddbmm(bt.unsqueeze(1), t, wt.transpose(1, 2)));
+  CATCH
+}
+
+// m2t_stacked_layer_norm normalises the last dimension of x (K, ...) with
+// model k's affine w[k], b[k], slice by slice: the same fused kernel a
+// single model uses, so each model's values are what it computes alone.
+m2t_err m2t_stacked_layer_norm(m2t_tensor x, m2t_tensor w, m2t_tensor b, double eps, m2t_tensor *out) {
+  TRY
+  auto &t = get(x);
+  auto &wt = get(w, "weight");
+  auto &bt = get(b, "bias");
+  if (t.dim() < 2 || wt.dim() != 2 || t.size(0) != wt.size(0))
+    throw std::invalid_argument("stacked layer_norm: x must be (K, ..., D) and weight (K, D)");
+  std::vector<torch::Tensor> parts;
+  for (int64_t k = 0; k < t.size(0); k++)
+    parts.push_back(torch::layer_norm(t[k], {t.size(-1)}, wt[k], bt[k], eps));
+  *out = wrap(torch::stack(parts));
+  CATCH
+}
+
 // Generators give each model its own dropout stream, so K models trained in
 // lockstep draw exactly the masks each would draw alone.
 m2t_err m2t_generator_new(uint64_t seed, const char *device, m2t_gen *out) {

@@ -64,6 +64,8 @@ typedef char *m2t_err;
   X(m2t_adam_get_state, (m2t_adam opt, int i, int64_t *step, m2t_tensor *exp_avg, m2t_tensor *exp_avg_sq), (opt, i, step, exp_avg, exp_avg_sq)) \
   X(m2t_adam_set_state, (m2t_adam opt, int i, int64_t step, m2t_tensor exp_avg, m2t_tensor exp_avg_sq), (opt, i, step, exp_avg, exp_avg_sq)) \
   X(m2t_adam_free, (m2t_adam opt), (opt)) \
+  X(m2t_stacked_linear, (m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out), (x, w, b, out)) \
+  X(m2t_stacked_layer_norm, (m2t_tensor x, m2t_tensor w, m2t_tensor b, double eps, m2t_tensor *out), (x, w, b, eps, out)) \
   X(m2t_generator_new, (uint64_t seed, const char *device, m2t_gen *out), (seed, device, out)) \
   X(m2t_generator_free, (m2t_gen g), (g)) \
   X(m2t_dropout_gen, (m2t_tensor x, double p, const m2t_gen *gens, int ngen, m2t_tensor *out), (x, p, gens, ngen, out)) \

@@ -1,0 +1,178 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/m2mix/m2mix/dataset"
+	"github.com/m2mix/m2mix/runrecord"
+	"github.com/m2mix/m2mix/torch"
+)
+
+// writeSyntheticAVMNIST writes small AV-MNIST-shaped datasets under dir/avmnist.
+func writeSyntheticAVMNIST(t *testing.T, dir string, rows [3]int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(5, 6))
+	for i, f := range SplitFiles {
+		n := rows[i]
+		img := make([]float32, n*784)
+		aud := make([]uint8, n*112*112)
+		lab := make([]int64, n)
+		for j := range lab {
+			lab[j] = int64(r.IntN(10))
+			// A little signal so that training has something to find.
+			for p := 0; p < 784; p++ {
+				img[j*784+p] = float32(r.NormFloat64()) + float32(lab[j])*0.3
+			}
+		}
+		for j := range aud {
+			aud[j] = uint8(r.IntN(256))
+		}
+		cols := []dataset.Column{{Name: "label", Int64: lab}, {Name: "image", Width: 784, Float32: img}, {Name: "audio", Width: 112 * 112, Uint8: aud}}
+		if err := dataset.Write(filepath.Join(dir, "avmnist", f), cols, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSeedBatchEqualsOneByOne trains K = 3 seeds in lockstep and the same
+// seeds one by one, with a hair-trigger scheduler and early stopping after 2
+// epochs so that learning-rate and stopping decisions happen within a few
+// epochs, and requires the same decisions and best weights equal within
+// 1e-5 (relative, per tensor).
+func TestSeedBatchEqualsOneByOne(t *testing.T) {
+	for _, name := range []string{"m2mixer_s", "m2mixer_lc"} {
+		t.Run(name, func(t *testing.T) {
+			data := t.TempDir()
+			writeSyntheticAVMNIST(t, data, [3]int{96, 48, 32})
+			writeSyntheticMIMIC(t, data)
+			cfg, err := LoadConfig(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Decisions within a few epochs: any epoch that does not halve the
+			// loss cuts the learning rate, and two epochs without a new best stop.
+			cfg.Plateau.Patience, cfg.Plateau.Threshold = 0, 0.5
+			cfg.EarlyStopping = 2
+			seeds := []int64{3, 4, 5}
+			base := Options{DataDir: data, MaxEpochs: 9, Threads: 1}
+
+			alone := map[int64]*runrecord.Record{}
+			aloneRuns := t.TempDir()
+			for _, seed := range seeds {
+				o := base
+				o.Seed, o.RunsDir = seed, aloneRuns
+				rec, err := Train(cfg, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				alone[seed] = rec
+			}
+			o := base
+			o.RunsDir = t.TempDir()
+			batched, err := TrainSeeds(cfg, seeds, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			decisions := 0
+			for i, seed := range seeds {
+				a, b := alone[seed], batched[i]
+				if len(a.History) != len(b.History) || a.Final.StoppedEarly != b.Final.StoppedEarly || a.Final.BestEpoch != b.Final.BestEpoch {
+					t.Fatalf("seed %d: alone %d epochs (stopped %v, best %d), batched %d (stopped %v, best %d)", seed,
+						len(a.History), a.Final.StoppedEarly, a.Final.BestEpoch, len(b.History), b.Final.StoppedEarly, b.Final.BestEpoch)
+				}
+				for e := range a.History {
+					if a.History[e].LR != b.History[e].LR || a.History[e].WFusion != b.History[e].WFusion {
+						t.Fatalf("seed %d epoch %d: lr %v / %v, w_f %v / %v", seed, e, a.History[e].LR, b.History[e].LR, a.History[e].WFusion, b.History[e].WFusion)
+					}
+					if e > 0 && a.History[e].LR != a.History[e-1].LR {
+						decisions++
+					}
+					if rel := math.Abs(a.History[e].ValLoss-b.History[e].ValLoss) / math.Abs(a.History[e].ValLoss); rel > 1e-5 {
+						t.Errorf("seed %d epoch %d: validation loss %v alone, %v batched", seed, e, a.History[e].ValLoss, b.History[e].ValLoss)
+					}
+				}
+				if a.Final.StoppedEarly {
+					decisions++
+				}
+				t.Logf("seed %d: %d epochs, stopped early %v, lr %v", seed, len(a.History), a.Final.StoppedEarly, lrs(a))
+				compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, name, seed), bestFile), filepath.Join(RunDir(o.RunsDir, name, seed), bestFile))
+			}
+			if name == "m2mixer_lc" && len(alone[3].History) == len(alone[5].History) {
+				t.Errorf("seeds 3 and 5 ran the same number of epochs: a model stopping while others train on is not exercised")
+			}
+			if decisions == 0 {
+				t.Fatal("no learning-rate change or early stop happened: the test checks nothing about decisions")
+			}
+		})
+	}
+}
+
+// compareCheckpoints requires every tensor of two checkpoints to agree within
+// 1e-5 relative (||a-b|| / ||a||). The token-mixing output biases
+// (".tok.3.bias") are the exception: every LayerNorm after them removes a
+// per-token constant, so their true gradient is zero and what Adam sees is
+// rounding noise, which it scales up to a step of lr; they are checked to
+// stay within lr x epochs x batches of each other instead.
+func compareCheckpoints(t *testing.T, pathA, pathB string) {
+	t.Helper()
+	s := torch.NewScope()
+	defer s.Close()
+	a, _, err := torch.LoadSafetensors(s, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := torch.LoadSafetensors(s, pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(b) {
+		t.Fatalf("%d tensors vs %d", len(a), len(b))
+	}
+	for name, ta := range a {
+		va, _ := ta.Float64s()
+		vb, err := b[name].Float64s()
+		if err != nil || len(va) != len(vb) {
+			t.Fatalf("%s: %v (%d vs %d values)", name, err, len(va), len(vb))
+		}
+		var diff, norm, maxAbs float64
+		for i := range va {
+			d := va[i] - vb[i]
+			diff += d * d
+			norm += va[i] * va[i]
+			maxAbs = math.Max(maxAbs, math.Abs(d))
+		}
+		if strings.HasSuffix(name, ".tok.3.bias") {
+			if maxAbs > 1 {
+				t.Errorf("%s: moved apart by %g", name, maxAbs)
+			}
+			continue
+		}
+		if rel := math.Sqrt(diff / norm); rel > 1e-5 {
+			t.Errorf("%s: relative difference %.3g (max abs %.3g)", name, rel, maxAbs)
+		}
+	}
+}
+
+// TestSeedBatchRejectsProbes: a probe loads one seed's encoder.
+func TestSeedBatchRejectsProbes(t *testing.T) {
+	cfg, err := LoadConfig("probe_image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TrainSeeds(cfg, []int64{1, 2}, Options{DataDir: os.TempDir()}); err == nil {
+		t.Fatal("probe seed batch accepted")
+	}
+}
+
+func lrs(r *runrecord.Record) []float64 {
+	var out []float64
+	for _, e := range r.History {
+		out = append(out, e.LR)
+	}
+	return out
+}
