@@ -20,6 +20,10 @@ type Profile struct {
 	Overrides Overrides `json:"overrides"`
 	// PerConfigOverrides apply to one configuration, over Overrides.
 	PerConfigOverrides map[string]Overrides `json:"per_config_overrides,omitempty"`
+	// SeedBatch trains all seeds of a configuration in lockstep as one
+	// stacked model (model.TrainSeeds), one stage per configuration; probes
+	// still train seed by seed.
+	SeedBatch bool `json:"seed_batch,omitempty"`
 }
 
 // Overrides are training limits that replace a configuration's own. A nil

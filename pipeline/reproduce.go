@@ -128,36 +128,58 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		}
 		dataDir := map[string]string{"avmnist": avDir, "mimic": miDir}[cfg.Dataset]
 		lim := o.Profile.For(name)
+		opts := model.Options{
+			Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads,
+			Profile: o.Profile.Name, Log: o.Log,
+			MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
+		}
+		params := map[string]any{"config": cfg, "device": o.Device, "max_epochs": opts.MaxEpochs,
+			"limit_train": opts.LimitTrain, "limit_eval": opts.LimitEval, "profile": o.Profile.Name}
+		var skip string
+		if cfg.Dataset == "mimic" && mimicStage.SkipReason != "" {
+			if _, err := os.Stat(filepath.Join(miDir, model.SplitFiles[0])); err != nil {
+				skip = "no MIMIC-III datasets (see prep-mimic)"
+			}
+		}
+		var dataInputs []string
+		for _, f := range model.SplitFiles {
+			dataInputs = append(dataInputs, filepath.Join(dataDir, f))
+		}
+		recordOf := func(seed int64) string {
+			return filepath.Join(model.RunDir(o.Runs, name, seed), runrecord.FileName)
+		}
+		if o.Profile.SeedBatch && len(o.Profile.Seeds) > 1 && cfg.Kind != "probe" {
+			// One stage trains every seed at once.
+			seeds := o.Profile.Seeds
+			var outs []string
+			for _, seed := range seeds {
+				outs = append(outs, recordOf(seed))
+			}
+			params["seed_batch"] = seeds
+			stages = append(stages, Stage{
+				Name: "train/" + name, Inputs: dataInputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
+				Run: func(context.Context) error { _, err := model.TrainSeeds(cfg, seeds, opts); return err },
+			})
+			if skip == "" {
+				records = append(records, outs...)
+			}
+			continue
+		}
 		for _, seed := range o.Profile.Seeds {
-			opts := model.Options{
-				Seed: seed, Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads,
-				Profile: o.Profile.Name, Log: o.Log,
-				MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
-			}
-			var inputs []string
-			for _, f := range model.SplitFiles {
-				inputs = append(inputs, filepath.Join(dataDir, f))
-			}
+			opts := opts
+			opts.Seed = seed
+			inputs := dataInputs
 			if cfg.Kind == "probe" {
-				inputs = append(inputs, filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), "best.safetensors"))
+				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), "best.safetensors"))
 			}
-			record := filepath.Join(model.RunDir(o.Runs, name, seed), runrecord.FileName)
-			st := Stage{
-				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs,
-				Params: map[string]any{"config": cfg, "device": o.Device, "max_epochs": opts.MaxEpochs,
-					"limit_train": opts.LimitTrain, "limit_eval": opts.LimitEval, "profile": o.Profile.Name},
-				Outputs: []string{record}, Code: codeTrain,
+			stages = append(stages, Stage{
+				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs, Params: params,
+				Outputs: []string{recordOf(seed)}, Code: codeTrain, SkipReason: skip,
 				Run: func(context.Context) error { _, err := model.Train(cfg, opts); return err },
+			})
+			if skip == "" {
+				records = append(records, recordOf(seed))
 			}
-			if cfg.Dataset == "mimic" && mimicStage.SkipReason != "" {
-				if _, err := os.Stat(filepath.Join(miDir, model.SplitFiles[0])); err != nil {
-					st.SkipReason = "no MIMIC-III datasets (see prep-mimic)"
-				}
-			}
-			if st.SkipReason == "" {
-				records = append(records, record)
-			}
-			stages = append(stages, st)
 		}
 	}
 

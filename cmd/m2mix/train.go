@@ -14,6 +14,7 @@ func newTrainCmd() *cobra.Command {
 	var (
 		config string
 		seed   int64
+		seeds  []int64
 		device string
 		o      model.Options
 	)
@@ -23,7 +24,9 @@ func newTrainCmd() *cobra.Command {
 		Long: `train runs one (configuration, seed) to the end: Adam, the plateau scheduler,
 early stopping, and a test on the lowest-validation-loss weights. The record
 and checkpoints go to <runs>/<config>/<seed>/. Run the same command again
-after an interruption and it continues from the last completed epoch.`,
+after an interruption and it continues from the last completed epoch.
+--seeds 42,43,... trains several seeds at once as one stacked model; each
+leaves the record it would leave alone (a seed batch restarts if interrupted).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := model.LoadConfig(config)
@@ -31,6 +34,16 @@ after an interruption and it continues from the last completed epoch.`,
 				return err
 			}
 			o.Seed, o.Device, o.DataDir, o.Log = seed, torch.Device(device), dataDir(cmd), cmd.OutOrStdout()
+			if len(seeds) > 0 {
+				recs, err := model.TrainSeeds(cfg, seeds, o)
+				if err != nil {
+					return err
+				}
+				for _, r := range recs {
+					fmt.Fprintf(cmd.OutOrStdout(), "record: %s\n", model.RunDir(o.RunsDir, cfg.Name, r.Seed))
+				}
+				return nil
+			}
 			rec, err := model.Train(cfg, o)
 			if err != nil {
 				return err
@@ -42,6 +55,7 @@ after an interruption and it continues from the last completed epoch.`,
 	f := c.Flags()
 	f.StringVar(&config, "config", "", "configuration name (see m2mix configs)")
 	f.Int64Var(&seed, "seed", 42, "seed for initialisation, dropout and shuffling")
+	f.Int64SliceVar(&seeds, "seeds", nil, "train these seeds in lockstep as one stacked model (instead of --seed)")
 	f.StringVar(&device, "device", "cpu", "cpu, cuda or cuda:N")
 	f.StringVar(&o.RunsDir, "runs", "runs", "folder of run records")
 	f.IntVar(&o.MaxEpochs, "max-epochs", 0, "stop after this many epochs (0: the configuration's limit)")
