@@ -85,3 +85,61 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N*n), "us/sample")
 }
+
+// BenchmarkTrainEpochSeedBatch times one training epoch of K stacked
+// M2-Mixer_M models (M2MIX_BENCH_K, default 10) over M2MIX_BENCH_N random
+// samples and reports the time per sample per model, to set beside
+// BenchmarkTrainEpoch and PyTorch's single-model figure.
+func BenchmarkTrainEpochSeedBatch(b *testing.B) {
+	n, k := 3200, 10
+	if v, err := strconv.Atoi(os.Getenv("M2MIX_BENCH_N")); err == nil {
+		n = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("M2MIX_BENCH_K")); err == nil {
+		k = v
+	}
+	cfg, err := LoadConfig("m2mixer_m")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := torch.SetThreads(2); err != nil {
+		b.Fatal(err)
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	sp := syntheticAVMNIST(s, n, 42)
+	seeds := make([]uint64, k)
+	for i := range seeds {
+		seeds[i] = uint64(42 + i)
+	}
+	net, err := NewStackedNetwork(cfg, seeds, torch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer net.Close()
+	opt, err := torch.NewStackedAdam(net.Params.Trainable(), k, cfg.LR)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Close()
+	gens, err := torch.NewGenerators(torch.CPU, seeds...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gens.Close()
+	w := cfg.HeadWeights(cfg.Loss.WFusion)
+	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
+	if _, err := trainEpochStacked(net, opt, warm, w, cfg.BatchSize, gens, k); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := trainEpochStacked(net, opt, sp, w, cfg.BatchSize, gens, k); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N*n*k), "us/sample/model")
+}

@@ -14,4 +14,6 @@ go test -run '^$' -bench 'TinyAdd' -benchtime 1000000x ./torch/ | grep Benchmark
 go test -run '^$' -bench 'MatMul2048' -benchtime 10x ./torch/ | grep Benchmark
 echo "## training: M2-Mixer_M, batch 32, $N samples, one epoch"
 OMP_NUM_THREADS=2 /usr/bin/python3 ../shared/bench/torch_m2mixer.py M "$N" cpu
-M2MIX_BENCH_N=$N go test -run '^$' -bench 'TrainEpoch' -benchtime 1x ./model/ | grep Benchmark
+M2MIX_BENCH_N=$N go test -run '^$' -bench '^BenchmarkTrainEpoch$' -benchtime 1x ./model/ | grep Benchmark
+echo "## seed-batched training: K=10 M2-Mixer_M models in lockstep, $N samples"
+M2MIX_BENCH_N=$N M2MIX_BENCH_K=10 go test -run '^$' -bench 'TrainEpochSeedBatch' -benchtime 1x ./model/ | grep Benchmark
