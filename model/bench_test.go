@@ -10,8 +10,17 @@ import (
 	"github.com/m2mix/m2mix/torch"
 )
 
+// benchDevice is M2MIX_BENCH_DEVICE (cpu when unset): scripts/gpu-bench.sh
+// runs the carried test binary with it set to cuda.
+func benchDevice() torch.Device {
+	if d := os.Getenv("M2MIX_BENCH_DEVICE"); d != "" {
+		return torch.Device(d)
+	}
+	return torch.CPU
+}
+
 // syntheticAVMNIST makes an AV-MNIST-shaped split of n random rows on the
-// CPU, as ../shared/bench/torch_m2mixer.py does for its timing.
+// bench device, as ../shared/bench/torch_m2mixer.py does for its timing.
 func syntheticAVMNIST(s *torch.Scope, n int, seed uint64) *Split {
 	r := rand.New(rand.NewPCG(seed, 1))
 	img := make([]float32, n*784)
@@ -26,7 +35,14 @@ func syntheticAVMNIST(s *torch.Scope, n int, seed uint64) *Split {
 	for i := range lab {
 		lab[i] = int64(r.IntN(10))
 	}
-	return &Split{N: int64(n), Image: s.From(img, int64(n), 1, 28, 28), Audio: s.From(aud, int64(n), 1, 112, 112), Label: s.From(lab, int64(n))}
+	dev := benchDevice()
+	on := func(t *torch.Tensor) *torch.Tensor {
+		if dev == torch.CPU {
+			return t
+		}
+		return s.To(t, dev)
+	}
+	return &Split{N: int64(n), Image: on(s.From(img, int64(n), 1, 28, 28)), Audio: on(s.From(aud, int64(n), 1, 112, 112)), Label: on(s.From(lab, int64(n)))}
 }
 
 // BenchmarkTrainEpoch times one training epoch of M2-Mixer_M (batch 32,
@@ -52,7 +68,7 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	s := torch.NewScope()
 	defer s.Close()
 	sp := syntheticAVMNIST(s, n, 42)
-	net, err := NewNetwork(cfg, 42, torch.CPU)
+	net, err := NewNetwork(cfg, 42, benchDevice())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,11 +78,11 @@ func BenchmarkTrainEpoch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer opt.Close()
-	o := Options{Seed: 42, Device: torch.CPU}
+	o := Options{Seed: 42, Device: benchDevice()}
 	w := cfg.HeadWeights(cfg.Loss.WFusion)
 	// One warm-up batch, as the PyTorch script does.
 	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
-	gens, err := torch.NewGenerators(torch.CPU, 1)
+	gens, err := torch.NewGenerators(benchDevice(), 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +128,7 @@ func BenchmarkTrainEpochSeedBatch(b *testing.B) {
 	for i := range seeds {
 		seeds[i] = uint64(42 + i)
 	}
-	net, err := NewStackedNetwork(cfg, seeds, torch.CPU)
+	net, err := NewStackedNetwork(cfg, seeds, benchDevice())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +138,7 @@ func BenchmarkTrainEpochSeedBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer opt.Close()
-	gens, err := torch.NewGenerators(torch.CPU, seeds...)
+	gens, err := torch.NewGenerators(benchDevice(), seeds...)
 	if err != nil {
 		b.Fatal(err)
 	}
