@@ -168,7 +168,7 @@ func (b *builder) scanEvents(table string, filterCol int, keep []bool, handle fu
 }
 
 // DefaultMaxKeptEvents bounds the events kept over all tables: at about 33
-// bytes each (measured, docs/benchmarks/mimic-raw.md) it keeps a build under
+// bytes each (measured, docs/BENCHMARKS.md) it keeps a build under
 // ~4 GiB. The full MIMIC-III v1.4 release keeps an estimated 20-30 million.
 const DefaultMaxKeptEvents = 100_000_000
 
