@@ -3,11 +3,12 @@ package model
 import (
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/m2mix/m2mix/artifact"
@@ -36,31 +37,11 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 	if len(seeds) == 0 {
 		return nil, errors.New("no seeds")
 	}
-	if o.Device == "" {
-		o.Device = torch.CPU
-	}
-	if o.EvalBatch == 0 {
-		o.EvalBatch = 512
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
 	runtime.LockOSThread() // one OpenMP thread team (see Train)
 	defer runtime.UnlockOSThread()
-	threads := o.Threads
-	if threads == 0 {
-		threads = runtime.NumCPU()
-	}
-	if err := torch.SetThreads(threads); err != nil {
-		return nil, err
-	}
-	info, err := torch.GetInfo()
+	info, maxEpochs, err := o.setup(cfg)
 	if err != nil {
 		return nil, err
-	}
-	maxEpochs := cfg.MaxEpochs
-	if o.MaxEpochs > 0 {
-		maxEpochs = o.MaxEpochs
 	}
 	data := torch.NewScope()
 	defer data.Close()
@@ -295,7 +276,7 @@ func trainEpochStacked(net *Network, opt *torch.StackedAdam, sp *Split, weights 
 		b := sp.Batch(s, lo, n, nil)
 		logits := net.Forward(s, b, Mode{Train: true, Gens: gens})
 		var perModel *torch.Tensor
-		for _, h := range sortedKeys(weights) {
+		for _, h := range slices.Sorted(maps.Keys(weights)) {
 			term := s.MulScalar(stackedCE(s, logits[h], b.Label, k, torch.ReduceMean), weights[h])
 			if perModel == nil {
 				perModel = term

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,6 +35,36 @@ type Options struct {
 	Log        io.Writer // one line per epoch; nil: silent
 }
 
+// setup fills in o's defaults, sets libtorch's thread count, and returns
+// what libtorch is and the epoch limit in force.
+func (o *Options) setup(cfg *Config) (torch.Info, int, error) {
+	if o.Device == "" {
+		o.Device = torch.CPU
+	}
+	if o.EvalBatch == 0 {
+		o.EvalBatch = 512
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	threads := o.Threads
+	if threads == 0 {
+		threads = runtime.NumCPU()
+	}
+	if err := torch.SetThreads(threads); err != nil {
+		return torch.Info{}, 0, err
+	}
+	info, err := torch.GetInfo()
+	if err != nil {
+		return torch.Info{}, 0, err
+	}
+	maxEpochs := cfg.MaxEpochs
+	if o.MaxEpochs > 0 {
+		maxEpochs = o.MaxEpochs
+	}
+	return info, maxEpochs, nil
+}
+
 // RunDir is where a run keeps its record and checkpoints.
 func RunDir(runs, config string, seed int64) string {
 	return filepath.Join(runs, config, strconv.FormatInt(seed, 10))
@@ -48,34 +80,14 @@ func epochSeed(seed int64, epoch int) uint64 {
 // Train runs one configuration with one seed to the end (or continues a run
 // that was interrupted) and returns its completed record.
 func Train(cfg *Config, o Options) (*runrecord.Record, error) {
-	if o.Device == "" {
-		o.Device = torch.CPU
-	}
-	if o.EvalBatch == 0 {
-		o.EvalBatch = 512
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
 	// libtorch's OpenMP keeps one thread team per calling OS thread; pinning
 	// the run to one thread keeps it to one team instead of one per thread
 	// the Go scheduler happens to use.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	threads := o.Threads
-	if threads == 0 {
-		threads = runtime.NumCPU()
-	}
-	if err := torch.SetThreads(threads); err != nil {
-		return nil, err
-	}
-	info, err := torch.GetInfo()
+	info, maxEpochs, err := o.setup(cfg)
 	if err != nil {
 		return nil, err
-	}
-	maxEpochs := cfg.MaxEpochs
-	if o.MaxEpochs > 0 {
-		maxEpochs = o.MaxEpochs
 	}
 	dir := RunDir(o.RunsDir, cfg.Name, o.Seed)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -316,7 +328,7 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 // weightedLoss is sum over heads of weight * mean cross-entropy.
 func weightedLoss(s *torch.Scope, logits map[string]*torch.Tensor, label *torch.Tensor, weights map[string]float64) *torch.Tensor {
 	var loss *torch.Tensor
-	for _, h := range sortedKeys(weights) {
+	for _, h := range slices.Sorted(maps.Keys(weights)) {
 		term := s.MulScalar(s.CrossEntropy(logits[h], label, torch.ReduceMean), weights[h])
 		if loss == nil {
 			loss = term
@@ -337,7 +349,7 @@ type evaluation struct {
 
 func (e *evaluation) weightedLoss(w map[string]float64) float64 {
 	v := 0.0
-	for _, h := range sortedKeys(w) {
+	for _, h := range slices.Sorted(maps.Keys(w)) {
 		v += w[h] * e.loss[h]
 	}
 	return v

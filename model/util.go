@@ -2,17 +2,7 @@ package model
 
 import (
 	"encoding/json"
-	"sort"
 )
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // jsonCanonical encodes v with sorted map keys (encoding/json's default),
 // after a round trip so that structs and maps of the same content agree.

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -245,7 +246,7 @@ func staleReason(st Stage, e LockEntry, key string, inputs map[string]string, pa
 		case !sameJSON(e.Params, params):
 			return "params changed"
 		}
-		for _, p := range sortedKeys(inputs) {
+		for _, p := range slices.Sorted(maps.Keys(inputs)) {
 			if e.Inputs[p] != inputs[p] {
 				return "input " + p + " changed"
 			}
@@ -287,7 +288,7 @@ func sameJSON(a, b []byte) bool {
 func stageKey(inputs map[string]string, params []byte, code string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "m2mix stage key v1\ncode %q\nparams %s\n", code, params)
-	for _, p := range sortedKeys(inputs) {
+	for _, p := range slices.Sorted(maps.Keys(inputs)) {
 		fmt.Fprintf(h, "input %q %s\n", p, inputs[p])
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -373,15 +374,6 @@ func hashPath(path string) (string, error) {
 // isTemp matches the temporary names artifact.Create uses (".name.tmp-123").
 func isTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func short(key string) string {

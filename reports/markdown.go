@@ -3,6 +3,7 @@ package reports
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -79,8 +80,8 @@ func (r *report) writeHeader(b *strings.Builder) {
 
 	if len(inputs) > 0 {
 		b.WriteString("Dataset checksums (sha256, as the runs recorded them):\n\n| file | sha256 |\n|---|---|\n")
-		for _, f := range sortedKeys(inputs) {
-			sums := sortedKeys(inputs[f])
+		for _, f := range slices.Sorted(maps.Keys(inputs)) {
+			sums := slices.Sorted(maps.Keys(inputs[f]))
 			for _, s := range sums {
 				if len(sums) == 1 {
 					fmt.Fprintf(b, "| `%s` | `%s` |\n", f, s)
@@ -258,7 +259,7 @@ func (r *report) writeRuns(b *strings.Builder) {
 			}
 		}
 		var heads []string
-		for _, h := range sortedKeys(cs.Heads) {
+		for _, h := range slices.Sorted(maps.Keys(cs.Heads)) {
 			heads = append(heads, h+" "+fmtStat(cs.Heads[h], 2))
 		}
 		epochs, stopped := "", ""

@@ -3,7 +3,9 @@ package reports
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -171,7 +173,7 @@ func render(name, title string, y axis, ss []series) (*plotFile, error) {
 
 // headOrder puts the fusion head first, then the others by name.
 func headOrder(heads map[string]bool) []string {
-	names := sortedKeys(heads)
+	names := slices.Sorted(maps.Keys(heads))
 	sort.SliceStable(names, func(i, j int) bool { return names[i] == "fusion" && names[j] != "fusion" })
 	return names
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -63,7 +65,7 @@ func checkRecord(path string, r *runrecord.Record) error {
 	for h, a := range r.Final.HeadAccuracy {
 		fracs["head_accuracy."+h] = a
 	}
-	for _, name := range sortedKeys(fracs) {
+	for _, name := range slices.Sorted(maps.Keys(fracs)) {
 		if v := fracs[name]; !(v >= 0 && v <= 1) {
 			return fmt.Errorf("run record %s: %s = %v, want a fraction in [0, 1]", path, name, v)
 		}
@@ -165,13 +167,4 @@ func configStats(g *group) ConfigStats {
 		cs.Heads[h] = Summarize(v)
 	}
 	return cs
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -161,7 +162,7 @@ func (r *report) makePlots(groups map[string]*group) error {
 func writePlots(outDir string, plots map[string][]plotFile, sum *Summary) error {
 	dir := filepath.Join(outDir, plotsDir)
 	keep := map[string]bool{}
-	for _, k := range sortedKeys(plots) {
+	for _, k := range slices.Sorted(maps.Keys(plots)) {
 		for _, p := range plots[k] {
 			if err := artifact.WriteFile(filepath.Join(dir, p.name), p.png); err != nil {
 				return fmt.Errorf("plot: %w", err)
