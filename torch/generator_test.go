@@ -66,3 +66,21 @@ func equalFloats(a, b []float32) bool {
 	}
 	return true
 }
+
+// TestGeneratorWithoutCUDA: asking for a CUDA stream where libtorch sees no
+// GPU is an error, not a crash.
+func TestGeneratorWithoutCUDA(t *testing.T) {
+	info, err := GetInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.CUDADevices > 0 {
+		t.Skip("a CUDA device is present")
+	}
+	if g, err := NewGenerators(Device("cuda"), 1); err == nil {
+		g.Close()
+		t.Fatal("CUDA generator made without CUDA")
+	} else {
+		t.Logf("as expected: %v", err)
+	}
+}

@@ -9,9 +9,6 @@
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
-#ifdef M2T_CUDA
-#include <ATen/cuda/CUDAGeneratorImpl.h>
-#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -552,13 +549,11 @@ m2t_err m2t_generator_new(uint64_t seed, const char *device, m2t_gen *out) {
   torch::Device dev(device);
   auto g = std::make_unique<Gen>(seed);
   if (!dev.is_cpu()) {
-#ifdef M2T_CUDA
+    // A copy of the device's default generator, reseeded: this needs no CUDA
+    // headers, so the same source builds against CPU and CUDA libtorch.
     g->cpu = false;
-    g->cuda = at::cuda::detail::createCUDAGenerator(dev.has_index() ? dev.index() : 0);
+    g->cuda = at::globalContext().defaultGenerator(dev).clone();
     g->cuda.set_current_seed(seed);
-#else
-    throw std::invalid_argument(std::string("generator on ") + device + ": this shim was built without CUDA");
-#endif
   }
   *out = g.release();
   CATCH
