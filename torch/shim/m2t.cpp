@@ -7,8 +7,8 @@
 #include "m2t_api.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <ATen/Parallel.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <atomic>
 #include <cstdlib>
