@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -54,7 +55,7 @@ func meanCurve(runs []runrecord.Record, value func(runrecord.Epoch) (float64, bo
 	sort.Ints(epochs)
 	xys := make(plotter.XYs, len(epochs))
 	for i, e := range epochs {
-		xys[i] = plotter.XY{X: float64(e), Y: sum[e] / float64(count[e])}
+		xys[i] = plotter.XY{X: float64(e + 1), Y: sum[e] / float64(count[e])} // epochs counted from 1
 	}
 	return xys
 }
@@ -126,6 +127,7 @@ func render(name, title string, y axis, ss []series) (*plotFile, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "epoch"
+	p.X.Tick.Marker = epochTicks{}
 	p.Y.Label.Text = y.label
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = y.legendTop
@@ -183,4 +185,29 @@ func seedsLabel(n int) string {
 		return "1 seed"
 	}
 	return fmt.Sprintf("mean over %d seeds", n)
+}
+
+// epochTicks marks whole epochs only: every epoch on short runs, otherwise
+// the default ticks that fall on whole numbers.
+type epochTicks struct{}
+
+func (epochTicks) Ticks(min, max float64) []plot.Tick {
+	if max-min <= 12 {
+		var ticks []plot.Tick
+		for e := math.Ceil(min); e <= max; e++ {
+			ticks = append(ticks, plot.Tick{Value: e, Label: strconv.Itoa(int(e))})
+		}
+		return ticks
+	}
+	var ticks []plot.Tick
+	for _, t := range (plot.DefaultTicks{}).Ticks(min, max) {
+		if t.Label != "" && t.Value != math.Trunc(t.Value) {
+			continue
+		}
+		if t.Label != "" {
+			t.Label = strconv.Itoa(int(t.Value))
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
 }
