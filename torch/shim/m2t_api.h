@@ -69,7 +69,7 @@ typedef char *m2t_err;
   X(m2t_generator_new, (uint64_t seed, const char *device, m2t_gen *out), (seed, device, out)) \
   X(m2t_generator_free, (m2t_gen g), (g)) \
   X(m2t_dropout_gen, (m2t_tensor x, double p, const m2t_gen *gens, int ngen, m2t_tensor *out), (x, p, gens, ngen, out)) \
-  X(m2t_adam_stacked_step, (const m2t_tensor *params, const m2t_tensor *exp_avg, const m2t_tensor *exp_avg_sq, int n, const int64_t *steps, const double *lrs, const int *active, int k, double beta1, double beta2, double eps), (params, exp_avg, exp_avg_sq, n, steps, lrs, active, k, beta1, beta2, eps))
+  X(m2t_adam_stacked_step, (const m2t_tensor *params, const m2t_tensor *exp_avg, const m2t_tensor *exp_avg_sq, int n, const int64_t *steps, const double *lrs, const int *active, int k, double beta1, double beta2, double eps, int vectorized), (params, exp_avg, exp_avg_sq, n, steps, lrs, active, k, beta1, beta2, eps, vectorized))
 
 /* Element-wise op codes. */
 enum { M2T_NEG, M2T_RELU, M2T_GELU, M2T_EXP, M2T_LOG, M2T_SQRT, M2T_CONTIGUOUS, M2T_CLONE, M2T_DETACH, M2T_TANH };
