@@ -176,3 +176,38 @@ func lrs(r *runrecord.Record) []float64 {
 	}
 	return out
 }
+
+// TestStackedLayerNormForms: the broadcast affine (used on GPUs) equals the
+// per-model fused kernel (used on the CPU) up to rounding, and each model's
+// slice equals a lone LayerNorm with that model's affine.
+func TestStackedLayerNormForms(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	vals := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	const k, b, tok, d = 3, 5, 4, 8
+	w, bias := s.From(vals(k*d), k, d), s.From(vals(k*d), k, d)
+	x := s.From(vals(k*b*tok*d), k, b, tok, d)
+	fused, _ := LayerNorm{W: w, B: bias, stacked: true}.Forward(s, x).Float32s()
+	broad, _ := LayerNorm{W: w, B: bias, stacked: true, broadcast: true}.Forward(s, x).Float32s()
+	lone, _ := s.LayerNorm(s.Narrow(x, 0, 1, 1), 1, s.Reshape(s.Narrow(w, 0, 1, 1), d), s.Reshape(s.Narrow(bias, 0, 1, 1), d), 1e-5).Float32s()
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
+	for i := range fused {
+		if math.Abs(float64(fused[i]-broad[i])) > 1e-5 {
+			t.Fatalf("element %d: fused %v, broadcast %v", i, fused[i], broad[i])
+		}
+	}
+	for i := range lone {
+		if fused[b*tok*d+i] != lone[i] {
+			t.Fatalf("model 1 element %d: stacked %v, alone %v", i, fused[b*tok*d+i], lone[i])
+		}
+	}
+}
