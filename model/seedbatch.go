@@ -284,20 +284,7 @@ func trainEpochStacked(net *Network, opt *torch.StackedAdam, sp *Split, weights 
 				perModel = s.Add(perModel, term)
 			}
 		}
-		loss := s.Sum(perModel, false)
-		if err := s.Err(); err != nil {
-			s.Close()
-			return nil, err
-		}
-		if err := opt.ZeroGrad(); err != nil {
-			s.Close()
-			return nil, err
-		}
-		if err := loss.Backward(); err != nil {
-			s.Close()
-			return nil, err
-		}
-		if err := opt.Step(); err != nil {
+		if err := optimise(s, s.Sum(perModel, false), opt); err != nil {
 			s.Close()
 			return nil, err
 		}

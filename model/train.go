@@ -295,19 +295,7 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 		s := torch.NewScope()
 		b := sp.Batch(s, lo, n, order)
 		loss := weightedLoss(s, net.Forward(s, b, Mode{Train: true, Gens: gens}), b.Label, weights)
-		if err := s.Err(); err != nil {
-			s.Close()
-			return 0, err
-		}
-		if err := opt.ZeroGrad(); err != nil {
-			s.Close()
-			return 0, err
-		}
-		if err := loss.Backward(); err != nil {
-			s.Close()
-			return 0, err
-		}
-		if err := opt.Step(); err != nil {
+		if err := optimise(s, loss, opt); err != nil {
 			s.Close()
 			return 0, err
 		}
@@ -323,6 +311,26 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 	}
 	sum, err := total.Item()
 	return sum / float64(sp.N), err
+}
+
+// optimiser is what optimise needs of libtorch's Adam and the stacked one.
+type optimiser interface {
+	ZeroGrad() error
+	Step() error
+}
+
+// optimise takes one step on loss: zero the gradients, backpropagate, update.
+func optimise(s *torch.Scope, loss *torch.Tensor, opt optimiser) error {
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if err := opt.ZeroGrad(); err != nil {
+		return err
+	}
+	if err := loss.Backward(); err != nil {
+		return err
+	}
+	return opt.Step()
 }
 
 // weightedLoss is sum over heads of weight * mean cross-entropy.

