@@ -151,7 +151,6 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 			if cfg.Loss.LCEta > 0 {
 				st.WFusion = math.Min(1, st.WFusion+cfg.Loss.LCEta)
 			}
-			st.NextEpoch = epoch + 1
 			stopped[i] = stop
 			if err := artifact.WriteJSON(filepath.Join(dirs[i], runrecord.FileName), recs[i]); err != nil {
 				return nil, err
@@ -288,11 +287,7 @@ func trainEpochStacked(net *Network, opt *torch.StackedAdam, sp *Split, weights 
 			s.Close()
 			return nil, err
 		}
-		part := epochScope.Adopt(s.MulScalar(s.Detach(perModel), float64(n)))
-		if total != nil {
-			part = epochScope.Add(total, part)
-		}
-		total = part
+		total = accumulate(epochScope, total, s, perModel, n)
 		s.Close()
 	}
 	if err := epochScope.Err(); err != nil {

@@ -299,11 +299,7 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 			s.Close()
 			return 0, err
 		}
-		part := epochScope.Adopt(s.MulScalar(s.Detach(loss), float64(n)))
-		if total != nil {
-			part = epochScope.Add(total, part)
-		}
-		total = part
+		total = accumulate(epochScope, total, s, loss, n)
 		s.Close()
 	}
 	if err := epochScope.Err(); err != nil {
@@ -311,6 +307,17 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 	}
 	sum, err := total.Item()
 	return sum / float64(sp.N), err
+}
+
+// accumulate adds n times a batch's (detached) loss, made in batch scope s,
+// to the running total kept in epoch scope e, on the device: the epoch's
+// loss is read once, at its end, not once per batch.
+func accumulate(e *torch.Scope, total *torch.Tensor, s *torch.Scope, loss *torch.Tensor, n int64) *torch.Tensor {
+	part := e.Adopt(s.MulScalar(s.Detach(loss), float64(n)))
+	if total == nil {
+		return part
+	}
+	return e.Add(total, part)
 }
 
 // optimiser is what optimise needs of libtorch's Adam and the stacked one.
