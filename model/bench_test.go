@@ -3,6 +3,7 @@ package model
 import (
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -82,19 +83,22 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	w := cfg.HeadWeights(cfg.Loss.WFusion)
 	// One warm-up batch, as the PyTorch script does.
 	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
-	gens, err := torch.NewGenerators(benchDevice(), 1)
+	drop, err := torch.NewKeyedDropout(benchDevice(), 1, false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer gens.Close()
-	if _, err := trainEpoch(net, opt, warm, w, cfg.BatchSize, o, 0, gens); err != nil {
+	defer drop.Close()
+	if err := drop.StartEpoch([]uint64{42}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := trainEpoch(net, opt, warm, w, cfg.BatchSize, o, 0, drop); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if _, err := trainEpoch(net, opt, sp, w, cfg.BatchSize, o, i, gens); err != nil {
+		if _, err := trainEpoch(net, opt, sp, w, cfg.BatchSize, o, i, drop); err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(t0)
@@ -103,24 +107,31 @@ func BenchmarkTrainEpoch(b *testing.B) {
 }
 
 // BenchmarkTrainEpochSeedBatch times one training epoch of K stacked
-// M2-Mixer_M models (M2MIX_BENCH_K, default 10) over M2MIX_BENCH_N random
-// samples and reports the time per sample per model, to set beside
-// BenchmarkTrainEpoch and PyTorch's single-model figure.
+// models (M2MIX_BENCH_K, default 10; M2MIX_BENCH_CONFIG, default
+// m2mixer_m) over M2MIX_BENCH_N random samples and reports the time per
+// sample per model, to set beside BenchmarkTrainEpoch and PyTorch's
+// single-model figure. On CUDA the step runs as a CUDA graph, captured in
+// the untimed warm-up epoch, unless M2MIX_BENCH_NOGRAPHS is set.
 func BenchmarkTrainEpochSeedBatch(b *testing.B) {
-	n, k := 3200, 10
+	n, k, name := 3200, 10, "m2mixer_m"
 	if v, err := strconv.Atoi(os.Getenv("M2MIX_BENCH_N")); err == nil {
 		n = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("M2MIX_BENCH_K")); err == nil {
 		k = v
 	}
-	cfg, err := LoadConfig("m2mixer_m")
+	if v := os.Getenv("M2MIX_BENCH_CONFIG"); v != "" {
+		name = v
+	}
+	cfg, err := LoadConfig(name)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := torch.SetThreads(2); err != nil {
 		b.Fatal(err)
 	}
+	runtime.LockOSThread() // the graph's stream is this thread's
+	defer runtime.UnlockOSThread()
 	s := torch.NewScope()
 	defer s.Close()
 	sp := syntheticAVMNIST(s, n, 42)
@@ -133,29 +144,31 @@ func BenchmarkTrainEpochSeedBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer net.Close()
-	opt, err := torch.NewStackedAdam(net.Params.Trainable(), k, cfg.LR)
+	o := Options{Device: benchDevice(), Log: os.Stderr, NoGraphs: os.Getenv("M2MIX_BENCH_NOGRAPHS") != ""}
+	tr, err := newStackedTrainer(net, cfg, k, sp, o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer opt.Close()
-	gens, err := torch.NewGenerators(benchDevice(), seeds...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gens.Close()
+	defer tr.Close()
 	w := cfg.HeadWeights(cfg.Loss.WFusion)
-	warm := &Split{N: 32, Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
-	if _, err := trainEpochStacked(net, opt, warm, w, cfg.BatchSize, gens, k); err != nil {
+	keys := make([]uint64, k)
+	for i := range keys {
+		keys[i] = epochSeed(int64(seeds[i]), 0)
+	}
+	// Warm-up: enough full batches to capture the graph on CUDA.
+	warm := &Split{N: int64(cfg.BatchSize) * (graphWarmup + 2), Image: sp.Image, Audio: sp.Audio, Label: sp.Label}
+	if _, err := tr.epoch(warm, w, keys); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if _, err := trainEpochStacked(net, opt, sp, w, cfg.BatchSize, gens, k); err != nil {
+		if _, err := tr.epoch(sp, w, keys); err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(t0)
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N*n*k), "us/sample/model")
+	b.ReportMetric(total.Seconds()/float64(b.N*k), "s/model-epoch")
 }

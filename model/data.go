@@ -118,6 +118,34 @@ func (sp *Split) Batch(s *torch.Scope, lo, n int64, index *torch.Tensor) Batch {
 	return b
 }
 
+// rows makes a split of its own first n rows, copies rather than views: the
+// fixed input buffers a CUDA graph reads.
+func (sp *Split) rows(s *torch.Scope, n int64) *Split {
+	own := func(x *torch.Tensor) *torch.Tensor {
+		if x == nil {
+			return nil
+		}
+		return s.Clone(s.Narrow(x, 0, 0, n))
+	}
+	return &Split{N: n, Image: own(sp.Image), Audio: own(sp.Audio), Static: own(sp.Static), Time: own(sp.Time), Label: own(sp.Label)}
+}
+
+// copyRows overwrites in's rows, in place, with src's rows [lo, lo+in.N).
+func (in *Split) copyRows(src *Split, lo int64) error {
+	s := torch.NewScope()
+	defer s.Close()
+	pairs := [][2]*torch.Tensor{{in.Image, src.Image}, {in.Audio, src.Audio}, {in.Static, src.Static}, {in.Time, src.Time}, {in.Label, src.Label}}
+	for _, p := range pairs {
+		if p[0] == nil {
+			continue
+		}
+		if err := p[0].CopyFrom(s.Narrow(p[1], 0, lo, in.N)); err != nil {
+			return fmt.Errorf("graph input rows %d..%d: %w", lo, lo+in.N, err)
+		}
+	}
+	return s.Err()
+}
+
 // Datasets are the three splits of one dataset.
 type Datasets struct {
 	Train, Validation, Test *Split

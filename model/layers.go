@@ -7,17 +7,17 @@ import (
 )
 
 // Mode is how a forward pass runs: dropout on (training) or off, and the
-// random streams (one per model) that dropout draws its masks from.
+// keyed dropout (one key per model) its masks come from.
 type Mode struct {
 	Train bool
-	Gens  *torch.Generators
+	Drop  *torch.KeyedDropout
 }
 
 func (m Mode) dropout(s *torch.Scope, x *torch.Tensor, p float64) *torch.Tensor {
 	if !m.Train || p == 0 {
 		return x
 	}
-	return s.DropoutGen(x, p, m.Gens)
+	return m.Drop.Apply(s, x, p)
 }
 
 // Parameters stacked on a leading model axis (K models trained in lockstep)

@@ -3,7 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
-	"maps"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -63,11 +63,11 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 	if err != nil {
 		return nil, err
 	}
-	opt, err := torch.NewStackedAdam(net.Params.Trainable(), k, cfg.LR)
+	tr, err := newStackedTrainer(net, cfg, k, ds.Train, o)
 	if err != nil {
 		return nil, err
 	}
-	defer opt.Close()
+	defer tr.Close()
 
 	recs := make([]*runrecord.Record, k)
 	states := make([]*loopState, k)
@@ -96,7 +96,8 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 	for epoch := 0; epoch < maxEpochs; epoch++ {
 		active := -1
 		for i := range seeds {
-			opt.Active[i], opt.LR[i] = !stopped[i], states[i].LR
+			tr.opt.SetActive(i, !stopped[i])
+			tr.opt.SetLR(i, states[i].LR)
 			if !stopped[i] && active < 0 {
 				active = i
 			}
@@ -107,16 +108,11 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		// w_f follows the epoch count alone, so every running model has the same.
 		weights := cfg.HeadWeights(states[active].WFusion)
 		t0 := time.Now()
-		epochSeeds := make([]uint64, k)
+		keys := make([]uint64, k)
 		for i, seed := range seeds {
-			epochSeeds[i] = epochSeed(seed, epoch)
+			keys[i] = epochSeed(seed, epoch)
 		}
-		gens, err := torch.NewGenerators(o.Device, epochSeeds...)
-		if err != nil {
-			return nil, err
-		}
-		trainLoss, err := trainEpochStacked(net, opt, ds.Train, weights, cfg.BatchSize, gens, k)
-		gens.Close()
+		trainLoss, err := tr.epoch(ds.Train, weights, keys)
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: %w", cfg.Name, seeds, epoch, err)
 		}
@@ -262,96 +258,257 @@ func stackedCE(s *torch.Scope, logits, labels *torch.Tensor, k int, r torch.Redu
 	return s.Mean(ce, false, -1)
 }
 
-// trainEpochStacked runs one pass over the training rows for every model at
-// once and returns each model's mean training loss. The summed loss gives
-// each model's parameters exactly its own loss's gradient.
-func trainEpochStacked(net *Network, opt *torch.StackedAdam, sp *Split, weights map[string]float64, batch int, gens *torch.Generators, k int) ([]float64, error) {
-	epochScope := torch.NewScope()
-	defer epochScope.Close()
-	var total *torch.Tensor // (models), summed on the device
-	for lo := int64(0); lo < sp.N; lo += int64(batch) {
-		n := min(int64(batch), sp.N-lo)
-		s := torch.NewScope()
-		b := sp.Batch(s, lo, n, nil)
-		logits := net.Forward(s, b, Mode{Train: true, Gens: gens})
-		var perModel *torch.Tensor
-		for _, h := range slices.Sorted(maps.Keys(weights)) {
-			term := s.MulScalar(stackedCE(s, logits[h], b.Label, k, torch.ReduceMean), weights[h])
-			if perModel == nil {
-				perModel = term
-			} else {
-				perModel = s.Add(perModel, term)
-			}
-		}
-		if err := optimise(s, s.Sum(perModel, false), opt); err != nil {
-			s.Close()
-			return nil, err
-		}
-		total = accumulate(epochScope, total, s, perModel, n)
-		s.Close()
-	}
-	if err := epochScope.Err(); err != nil {
+// stackedTrainer trains K stacked models one batch at a time. Everything a
+// step reads that changes between steps lives in device tensors updated in
+// place (parameters and Adam state in flat buffers, per-model learning
+// rates and activity, loss weights, dropout keys and step counter, the
+// running loss), so on CUDA the step can be recorded once as a CUDA graph
+// and replayed for every full batch; a step then costs one launch instead of
+// hundreds. The last, partial batch and any run without graphs take the same
+// step as plain calls.
+type stackedTrainer struct {
+	net     *Network
+	opt     *torch.FlatAdam
+	drop    *torch.KeyedDropout
+	k       int
+	batch   int64
+	heads   []string      // sorted, the order of weights
+	weights *torch.Tensor // (heads) float32: this epoch's loss weights
+	total   *torch.Tensor // (k): sum over the epoch of rows * loss
+	own     *torch.Scope
+	log     io.Writer
+
+	// CUDA graph state: graph is nil without graphs; input holds the
+	// graph's input rows, copied in before each replay.
+	graph    *torch.Graph
+	input    *Split
+	warm     int  // plain full-batch steps taken before the capture
+	captured bool // the graph holds the step
+}
+
+// graphWarmup is how many plain full-batch steps run before the capture:
+// libraries initialise lazily (cuBLAS handles, autograd's device threads,
+// allocator pools), and none of that may happen while recording.
+const graphWarmup = 3
+
+func newStackedTrainer(net *Network, cfg *Config, k int, train *Split, o Options) (*stackedTrainer, error) {
+	t := &stackedTrainer{net: net, k: k, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log}
+	var err error
+	if t.opt, err = torch.NewFlatAdam(net.Params.Trainable(), k, cfg.LR); err != nil {
 		return nil, err
 	}
-	sums, err := total.Float64s()
+	if t.drop, err = torch.NewKeyedDropout(o.Device, k, true); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.heads = slices.Clone(cfg.Heads)
+	slices.Sort(t.heads)
+	t.weights = t.own.Full(0, torch.Float32, o.Device, int64(len(t.heads)))
+	t.total = t.own.Full(0, torch.Float32, o.Device, int64(k))
+	if err := t.own.Err(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if o.Device != torch.CPU && !o.NoGraphs && train.N >= t.batch {
+		if !torch.GraphsAvailable() {
+			fmt.Fprintf(o.Log, "%s: CUDA graphs unavailable in this shim; plain steps\n", cfg.Name)
+		} else if t.graph, err = torch.NewGraph(o.Device); err != nil {
+			fmt.Fprintf(o.Log, "%s: %v; plain steps\n", cfg.Name, err)
+		} else {
+			t.input = train.rows(t.own, t.batch)
+			if err := t.own.Err(); err != nil {
+				t.Close()
+				return nil, err
+			}
+		}
+	}
+	return t, nil
+}
+
+// Close frees the trainer's buffers and graph.
+func (t *stackedTrainer) Close() {
+	if t.graph != nil {
+		t.graph.Close()
+	}
+	if t.drop != nil {
+		t.drop.Close()
+	}
+	if t.opt != nil {
+		t.opt.Close()
+	}
+	t.own.Close()
+}
+
+// epoch runs one pass over the training rows for every model at once and
+// returns each model's mean training loss, read from the device once.
+func (t *stackedTrainer) epoch(sp *Split, weights map[string]float64, keys []uint64) ([]float64, error) {
+	w := make([]float32, len(t.heads))
+	for i, h := range t.heads {
+		w[i] = float32(weights[h])
+	}
+	s := torch.NewScope()
+	err := t.weights.CopyFrom(s.From(w, int64(len(w))))
+	s.Close()
+	if err == nil {
+		err = t.total.Fill(0)
+	}
+	if err == nil {
+		err = t.drop.StartEpoch(keys)
+	}
+	if err == nil {
+		err = t.opt.Sync()
+	}
+	if err != nil {
+		return nil, err
+	}
+	for lo := int64(0); lo < sp.N; lo += t.batch {
+		n := min(t.batch, sp.N-lo)
+		if t.graph != nil && n == t.batch {
+			err = t.graphStep(sp, lo)
+		} else {
+			s := torch.NewScope()
+			err = t.step(sp.Batch(s, lo, n, nil), n)
+			s.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	sums, err := t.total.Float64s()
 	for i := range sums {
 		sums[i] /= float64(sp.N)
 	}
 	return sums, err
 }
 
-// evaluateStacked runs every model with dropout off over a split.
+// step is one optimisation step of every model on batch b of n rows. The
+// summed loss gives each model's parameters exactly its own loss's gradient.
+func (t *stackedTrainer) step(b Batch, n int64) error {
+	s := torch.NewScope()
+	defer s.Close()
+	logits := t.net.Forward(s, b, Mode{Train: true, Drop: t.drop})
+	var perModel *torch.Tensor
+	for i, h := range t.heads {
+		term := s.Mul(stackedCE(s, logits[h], b.Label, t.k, torch.ReduceMean), s.Narrow(t.weights, 0, int64(i), 1))
+		if perModel == nil {
+			perModel = term
+		} else {
+			perModel = s.Add(perModel, term)
+		}
+	}
+	if err := optimise(s, s.Sum(perModel, false), t.opt, t.drop); err != nil {
+		return err
+	}
+	return t.total.AddScaled(s.Detach(perModel), float64(n))
+}
+
+// graphStep takes a full-batch step through the CUDA graph: copy the rows
+// into the graph's input, then warm up, capture or replay.
+func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
+	if err := t.input.copyRows(sp, lo); err != nil {
+		return err
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	if t.captured {
+		return t.graph.Replay()
+	}
+	if t.warm < graphWarmup {
+		t.warm++
+		return t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+	}
+	// Recorded, not run: the replay right after the capture takes this step.
+	if err := t.graph.Begin(); err != nil {
+		return t.noGraph(err, sp, lo)
+	}
+	err := t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+	if endErr := t.graph.End(); err == nil {
+		err = endErr
+	}
+	if err != nil {
+		return t.noGraph(err, sp, lo)
+	}
+	t.captured = true
+	fmt.Fprintf(t.log, "CUDA graph captured after %d warm-up steps\n", t.warm)
+	return t.graph.Replay()
+}
+
+// noGraph gives up on the graph after a failed capture (nothing recorded
+// ran) and takes the step plainly; later steps stay plain.
+func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
+	fmt.Fprintf(t.log, "CUDA graph capture failed (%v); plain steps from here\n", cause)
+	t.drop.Rewind()
+	if err := t.graph.Close(); err != nil {
+		return err
+	}
+	t.graph = nil
+	s := torch.NewScope()
+	defer s.Close()
+	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
+}
+
+// evaluateStacked runs every model with dropout off over a split. Losses
+// and predictions stay on the device until the split is done, then come
+// back in one read per head.
 func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, error) {
 	evs := make([]*evaluation, k)
 	for i := range evs {
 		evs[i] = &evaluation{loss: map[string]float64{}, acc: map[string]float64{}, pred: map[string][]int64{}}
 	}
+	acc := torch.NewScope()
+	defer acc.Close()
+	lossSum := map[string]*torch.Tensor{} // head -> (k)
+	preds := map[string][]*torch.Tensor{} // head -> (k, rows) per batch
 	var ferr error
 	err := torch.NoGrad(func() {
-		for lo := int64(0); lo < sp.N && ferr == nil; lo += int64(batch) {
+		for lo := int64(0); lo < sp.N; lo += int64(batch) {
 			n := min(int64(batch), sp.N-lo)
 			s := torch.NewScope()
 			b := sp.Batch(s, lo, n, nil)
 			for h, l := range net.Forward(s, b, Mode{}) {
-				sums, err := stackedCE(s, l, b.Label, k, torch.ReduceSum).Float64s()
-				if err != nil {
-					ferr = err
-					break
+				sum := acc.Adopt(stackedCE(s, l, b.Label, k, torch.ReduceSum))
+				if prev := lossSum[h]; prev != nil {
+					sum = acc.Add(prev, sum)
 				}
-				pred, err := s.Argmax(l, -1).Int64s()
-				if err != nil {
-					ferr = err
-					break
-				}
-				for i := range evs {
-					evs[i].loss[h] += sums[i]
-					evs[i].pred[h] = append(evs[i].pred[h], pred[int64(i)*n:int64(i+1)*n]...)
-				}
+				lossSum[h] = sum
+				preds[h] = append(preds[h], acc.Adopt(s.Reshape(s.Argmax(l, -1), int64(k), n)))
 			}
-			lab, err := b.Label.Int64s()
-			if err == nil {
-				err = s.Err()
-			}
-			s.Close()
-			if err != nil && ferr == nil {
+			if err := s.Err(); err != nil {
 				ferr = err
 			}
-			for i := range evs {
-				evs[i].label = append(evs[i].label, lab...)
+			s.Close()
+			if ferr != nil {
+				return
 			}
 		}
 	})
+	if err == nil {
+		err = ferr
+	}
 	if err != nil {
 		return nil, err
 	}
-	if ferr != nil {
-		return nil, ferr
+	label, err := sp.Label.Int64s()
+	if err != nil {
+		return nil, err
+	}
+	for h, sum := range lossSum {
+		sums, err := sum.Float64s()
+		if err != nil {
+			return nil, err
+		}
+		pred, err := acc.Cat(1, preds[h]...).Int64s()
+		if err != nil {
+			return nil, err
+		}
+		for i, ev := range evs {
+			ev.loss[h] = sums[i] / float64(sp.N)
+			ev.pred[h] = pred[int64(i)*sp.N : int64(i+1)*sp.N]
+			ev.acc[h] = Accuracy(ev.pred[h], label)
+		}
 	}
 	for _, ev := range evs {
-		for h := range ev.loss {
-			ev.loss[h] /= float64(sp.N)
-			ev.acc[h] = Accuracy(ev.pred[h], ev.label)
-		}
+		ev.label = label
 	}
 	return evs, nil
 }

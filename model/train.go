@@ -31,6 +31,7 @@ type Options struct {
 	EvalBatch  int    // 0: 512
 	Shuffle    bool   // shuffle training rows each epoch (the reference does not)
 	Threads    int    // libtorch intra-op threads; 0: all cores
+	NoGraphs   bool   // seed batches on CUDA: plain steps, no CUDA graph
 	Profile    string
 	Log        io.Writer // one line per epoch; nil: silent
 }
@@ -70,9 +71,9 @@ func RunDir(runs, config string, seed int64) string {
 	return filepath.Join(runs, config, strconv.FormatInt(seed, 10))
 }
 
-// epochSeed derives the seed of one epoch's dropout stream, so a run resumed
-// at an epoch boundary draws exactly the masks it would have, and a model
-// trained in a seed batch draws exactly what it draws alone.
+// epochSeed derives one epoch's dropout key, so a run resumed at an epoch
+// boundary draws exactly the masks it would have, and a model trained in a
+// seed batch draws exactly what it draws alone.
 func epochSeed(seed int64, epoch int) uint64 {
 	return uint64(seed)*0x9E3779B97F4A7C15 + uint64(epoch+1)*0xBF58476D1CE4E5B9
 }
@@ -172,16 +173,20 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 		}
 	}
 
+	drop, err := torch.NewKeyedDropout(o.Device, 1, false)
+	if err != nil {
+		return nil, err
+	}
+	defer drop.Close()
+
 	// A run killed after its early-stopping epoch was saved must not train on.
 	stopped := st.Early.Wait >= st.Early.Patience
 	for epoch := st.NextEpoch; epoch < maxEpochs && !stopped; epoch++ {
 		t0 := time.Now()
-		gens, err := torch.NewGenerators(o.Device, epochSeed(o.Seed, epoch))
-		if err != nil {
+		if err := drop.StartEpoch([]uint64{epochSeed(o.Seed, epoch)}); err != nil {
 			return nil, err
 		}
-		trainLoss, err := trainEpoch(net, opt, ds.Train, cfg.HeadWeights(st.WFusion), cfg.BatchSize, o, epoch, gens)
-		gens.Close()
+		trainLoss, err := trainEpoch(net, opt, ds.Train, cfg.HeadWeights(st.WFusion), cfg.BatchSize, o, epoch, drop)
 		if err != nil {
 			return nil, fmt.Errorf("%s seed %d epoch %d: %w", cfg.Name, o.Seed, epoch, err)
 		}
@@ -273,7 +278,7 @@ func encoderPrefix(modality string) string {
 }
 
 // trainEpoch runs one pass over the training rows and returns the mean loss.
-func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]float64, batch int, o Options, epoch int, gens *torch.Generators) (float64, error) {
+func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]float64, batch int, o Options, epoch int, drop *torch.KeyedDropout) (float64, error) {
 	epochScope := torch.NewScope()
 	defer epochScope.Close()
 	var order *torch.Tensor
@@ -294,8 +299,8 @@ func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]flo
 		n := min(int64(batch), sp.N-lo)
 		s := torch.NewScope()
 		b := sp.Batch(s, lo, n, order)
-		loss := weightedLoss(s, net.Forward(s, b, Mode{Train: true, Gens: gens}), b.Label, weights)
-		if err := optimise(s, loss, opt); err != nil {
+		loss := weightedLoss(s, net.Forward(s, b, Mode{Train: true, Drop: drop}), b.Label, weights)
+		if err := optimise(s, loss, opt, drop); err != nil {
 			s.Close()
 			return 0, err
 		}
@@ -326,8 +331,9 @@ type optimiser interface {
 	Step() error
 }
 
-// optimise takes one step on loss: zero the gradients, backpropagate, update.
-func optimise(s *torch.Scope, loss *torch.Tensor, opt optimiser) error {
+// optimise takes one step on loss: zero the gradients, backpropagate,
+// update, and move dropout on to the next step's masks.
+func optimise(s *torch.Scope, loss *torch.Tensor, opt optimiser, drop *torch.KeyedDropout) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
@@ -337,7 +343,10 @@ func optimise(s *torch.Scope, loss *torch.Tensor, opt optimiser) error {
 	if err := loss.Backward(); err != nil {
 		return err
 	}
-	return opt.Step()
+	if err := opt.Step(); err != nil {
+		return err
+	}
+	return drop.EndStep()
 }
 
 // weightedLoss is sum over heads of weight * mean cross-entropy.

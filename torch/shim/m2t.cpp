@@ -271,6 +271,10 @@ m2t_err m2t_inplace(int op, m2t_tensor a, m2t_tensor b, double s) {
     case M2T_MUL_SCALAR_: x.mul_(s); break;
     case M2T_FILL_: x.fill_(s); break;
     case M2T_ZERO_: x.zero_(); break;
+    case M2T_ADD_SCALAR_:  // an integer tensor takes an integer step (a counter)
+      if (c10::isIntegralType(x.scalar_type(), false) && s == std::floor(s)) x.add_(static_cast<int64_t>(s));
+      else x.add_(s);
+      break;
     default: throw std::invalid_argument("unknown in-place op " + std::to_string(op));
   }
   CATCH
@@ -489,181 +493,314 @@ m2t_err m2t_stacked_layer_norm(m2t_tensor x, m2t_tensor w, m2t_tensor b, double 
 
 }  // extern "C"
 
+
 namespace {
 
-// Generators give each model its own dropout stream, so K models trained in
-// lockstep draw exactly the masks each would draw alone. On the CPU a mask
-// comes from xoshiro256+ (about 1 ns an element, where libtorch's
-// bernoulli_ spends 10 or more, and dropout masks were most of the forward
-// pass); on CUDA from a libtorch CUDA generator with bernoulli_.
-struct Gen {
-  bool cpu = true;
-  uint64_t s[4] = {0, 0, 0, 0};
-  at::Generator cuda;
+// Keyed dropout. A mask element is a pure function of (model key, step
+// counter, site, element index): splitmix64's finaliser over a Weyl
+// sequence, as in splitmix64 itself. Nothing is sequential, so the CPU fills
+// masks in parallel, a device computes them with a dozen integer tensor ops,
+// a CUDA graph replays them with the counter advancing on the device, and a
+// model trained in a seed batch draws exactly the masks it draws alone.
+//
+//   base = mix64(key + counter * kCounterMul + site * kSiteMul)
+//   u_i  = mix64(base + (i + 1) * kGamma) >> 40     (24 bits; i counts the
+//          model's own elements in row-major order)
+//   keep element i when u_i >= ceil(p * 2^24), scaled by 1 / (1 - p)
+constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ULL;
+constexpr uint64_t kCounterMul = 0xD1B54A32D192ED03ULL;
+constexpr uint64_t kSiteMul = 0xAEF17502108EF2D9ULL;
+constexpr uint64_t kMix1 = 0xBF58476D1CE4E5B9ULL;
+constexpr uint64_t kMix2 = 0x94D049BB133111EBULL;
 
-  static uint64_t splitmix(uint64_t &x) {
-    uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  explicit Gen(uint64_t seed) {
-    for (auto &w : s) w = splitmix(seed);
-  }
-  uint64_t next() {  // xoshiro256+ (Blackman and Vigna)
-    uint64_t r = s[0] + s[3], t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = (s[3] << 45) | (s[3] >> 19);
-    return r;
-  }
-  // fill writes a keep-mask scaled by 1/(1-p) into a contiguous float tensor:
-  // an element is kept when a 24-bit uniform draw is at least p * 2^24.
-  void fill(torch::Tensor &mask, double p) {
-    auto *d = mask.data_ptr<float>();
-    const uint64_t cut = static_cast<uint64_t>(std::ceil(p * 16777216.0));
-    const float keep = static_cast<float>(1.0 / (1.0 - p));
-    int64_t n = mask.numel(), i = 0;
-    for (; i + 1 < n; i += 2) {  // two 24-bit draws from each 64-bit output
-      uint64_t r = next();
-      d[i] = ((r >> 40) >= cut) ? keep : 0.0f;
-      d[i + 1] = (((r >> 16) & 0xFFFFFF) >= cut) ? keep : 0.0f;
-    }
-    if (i < n) d[i] = ((next() >> 40) >= cut) ? keep : 0.0f;
-  }
-};
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * kMix1;
+  z = (z ^ (z >> 27)) * kMix2;
+  return z ^ (z >> 31);
+}
 
-Gen &gen_of(m2t_gen g) {
-  if (g == nullptr) throw std::invalid_argument("dropout: nil generator");
-  return *static_cast<Gen *>(g);
+// int64 tensors stand in for uint64: addition and multiplication wrap the
+// same way, and a logical shift is an arithmetic one with the sign bits masked.
+inline int64_t as_i64(uint64_t v) { return static_cast<int64_t>(v); }
+torch::Tensor shr(const torch::Tensor &z, int s) {
+  return torch::bitwise_and(torch::bitwise_right_shift(z, s), as_i64(~0ULL >> s));
+}
+torch::Tensor mix64_t(torch::Tensor z) {
+  z = torch::bitwise_xor(z, shr(z, 30)) * as_i64(kMix1);
+  z = torch::bitwise_xor(z, shr(z, 27)) * as_i64(kMix2);
+  return torch::bitwise_xor(z, shr(z, 31));
+}
+
+template <typename T>
+void fill_keyed_mask(T *d, int64_t n, uint64_t base, uint64_t cut, T keep) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++)
+      d[i] = (mix64(base + static_cast<uint64_t>(i + 1) * kGamma) >> 40) >= cut ? keep : T(0);
+  });
 }
 
 }  // namespace
+
 extern "C" {
 
-m2t_err m2t_generator_new(uint64_t seed, const char *device, m2t_gen *out) {
-  TRY
-  torch::Device dev(device);
-  auto g = std::make_unique<Gen>(seed);
-  if (!dev.is_cpu()) {
-    // A copy of the device's default generator, reseeded: this needs no CUDA
-    // headers, so the same source builds against CPU and CUDA libtorch.
-    g->cpu = false;
-    g->cuda = at::globalContext().defaultGenerator(dev).clone();
-    g->cuda.set_current_seed(seed);
-  }
-  *out = g.release();
-  CATCH
-}
-
-m2t_err m2t_generator_free(m2t_gen g) {
-  TRY
-  if (g == nullptr) throw std::invalid_argument("free of nil generator");
-  delete static_cast<Gen *>(g);
-  CATCH
-}
-
-// m2t_dropout_gen is inverted dropout whose keep-mask comes from explicit
-// generators: with one generator, a mask of x's shape; with K, x's first
-// dimension is the model axis and slice k's mask comes from generator k,
-// drawn exactly as a lone model of that shape would draw it.
-m2t_err m2t_dropout_gen(m2t_tensor x, double p, const m2t_gen *gens, int ngen, m2t_tensor *out) {
+// m2t_dropout_keyed is inverted dropout with keyed masks (see above). keys
+// holds one int64 key per model; with stacked, x's first dimension is the
+// model axis, else there is one key and x is that model's tensor. counter is
+// a one-element int64 tensor (the step), read on the device by the tensor-op
+// form. tensor_ops forces that form on the CPU (tests compare the two).
+m2t_err m2t_dropout_keyed(m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t site, int stacked,
+                          int tensor_ops, m2t_tensor *out) {
   TRY
   auto &t = get(x);
-  if (ngen < 1) throw std::invalid_argument("dropout: no generator");
+  auto &ks = get(keys, "dropout keys");
+  auto &ctr = get(counter, "dropout counter");
   if (p < 0 || p >= 1) throw std::invalid_argument("dropout: p must be in [0, 1)");
+  if (ks.scalar_type() != torch::kInt64 || ks.dim() != 1) throw std::invalid_argument("dropout: keys must be a 1-D int64 tensor");
+  if (ctr.scalar_type() != torch::kInt64 || ctr.numel() != 1) throw std::invalid_argument("dropout: the counter must be one int64");
+  if (ks.device() != t.device() || ctr.device() != t.device()) throw std::invalid_argument("dropout: keys, counter and input must be on one device");
+  if (t.scalar_type() != torch::kFloat32 && t.scalar_type() != torch::kFloat64) throw std::invalid_argument("dropout: float tensors only");
+  const int64_t k = ks.numel();
+  if (stacked ? (t.dim() < 1 || t.size(0) != k) : k != 1)
+    throw std::invalid_argument("dropout: " + std::to_string(k) + " keys for an input of shape " + c10::str(t.sizes()) +
+                                (stacked ? " (stacked)" : ""));
   if (p == 0) { *out = wrap(t * 1.0); return nullptr; }
-  if (ngen > 1 && (t.dim() < 1 || t.size(0) != ngen))
-    throw std::invalid_argument("dropout: " + std::to_string(ngen) + " generators for a first dimension of " + std::to_string(t.dim() ? t.size(0) : 0));
+  const int64_t n = k ? t.numel() / k : 0;
+  const uint64_t cut = static_cast<uint64_t>(std::ceil(p * 16777216.0));
+  const double keep = 1.0 / (1.0 - p);
   torch::Tensor mask;
-  if (gen_of(gens[0]).cpu) {
-    if (t.scalar_type() != torch::kFloat32) throw std::invalid_argument("dropout: float32 tensors only");
+  if (t.is_cpu() && !tensor_ops) {
+    torch::NoGradGuard no_grad;
     mask = torch::empty(t.sizes(), t.options().requires_grad(false));
-    if (ngen == 1) {
-      gen_of(gens[0]).fill(mask, p);
-    } else {
-      for (int i = 0; i < ngen; i++) {
-        auto part = mask[i];
-        gen_of(gens[i]).fill(part, p);
-      }
+    auto kp = ks.contiguous();
+    const uint64_t c = static_cast<uint64_t>(ctr.item<int64_t>());
+    for (int64_t j = 0; j < k; j++) {
+      const uint64_t base = mix64(static_cast<uint64_t>(kp.data_ptr<int64_t>()[j]) + c * kCounterMul + site * kSiteMul);
+      if (t.scalar_type() == torch::kFloat32)
+        fill_keyed_mask<float>(mask.data_ptr<float>() + j * n, n, base, cut, static_cast<float>(keep));
+      else
+        fill_keyed_mask<double>(mask.data_ptr<double>() + j * n, n, base, cut, keep);
     }
   } else {
-    std::vector<torch::Tensor> parts;
-    if (ngen == 1) {
-      mask = at::empty_like(t).bernoulli_(1 - p, gen_of(gens[0]).cuda);
-    } else {
-      for (int i = 0; i < ngen; i++) parts.push_back(at::empty_like(t[i]).bernoulli_(1 - p, gen_of(gens[i]).cuda));
-      mask = torch::stack(parts);
-    }
-    mask.div_(1 - p);
+    torch::NoGradGuard no_grad;
+    auto base = mix64_t(ks + ctr.reshape({}) * as_i64(kCounterMul) + as_i64(static_cast<uint64_t>(site) * kSiteMul));
+    auto idx = torch::arange(1, n + 1, ks.options()) * as_i64(kGamma);
+    auto u = shr(mix64_t(base.view({k, 1}) + idx), 40);
+    mask = torch::where(u >= static_cast<int64_t>(cut), torch::full({}, keep, t.options()), torch::zeros({}, t.options()))
+               .view(t.sizes());
   }
   *out = wrap(t * mask);
   CATCH
 }
 
-// m2t_adam_stacked_step is Adam (PyTorch's update, no weight decay) for
-// parameters stacked on a leading model axis of size k: each model has its
-// own step count and learning rate, and a model with active[i] == 0 is left
-// exactly as it is (a stopped model stops changing). Moments are updated in
-// place; gradients are read from the parameters.
-//
-// Two ways: slice by slice, the same operations in the same order as
-// libtorch's Adam::step (exact, but 5 operations per model per tensor), or
-// vectorized over the model axis with per-model factors (8 operations per
-// tensor whatever k is: what a launch-bound GPU wants; equal up to rounding).
-m2t_err m2t_adam_stacked_step(const m2t_tensor *params, const m2t_tensor *exp_avg, const m2t_tensor *exp_avg_sq, int n,
-                              const int64_t *steps, const double *lrs, const int *active, int k, double beta1, double beta2,
-                              double eps, int vectorized) {
+// m2t_flatten_params moves n parameters, each stacked over k models, into
+// one flat buffer, parameter-major: parameter j occupies k * per[j]
+// consecutive elements (its models one after another, as it was), so it
+// stays a contiguous tensor. Each parameter becomes a view of its block, and
+// its gradient a view of the same block of a twin gradient buffer (autograd
+// accumulates into an existing gradient in place). One optimiser step over
+// the buffers then updates every parameter of every model, and one fill
+// zeroes every gradient. per receives each parameter's per-model count.
+m2t_err m2t_flatten_params(const m2t_tensor *params, int n, int64_t k, int64_t *per, m2t_tensor *flat, m2t_tensor *grad) {
   TRY
+  if (n < 1) throw std::invalid_argument("flatten: no parameters");
   torch::NoGradGuard no_grad;
-  std::vector<double> bc1(k), bc2(k);
-  for (int j = 0; j < k; j++) {
-    bc1[j] = 1 - std::pow(beta1, static_cast<double>(steps[j]));
-    bc2[j] = 1 - std::pow(beta2, static_cast<double>(steps[j]));
-  }
-  // Per-model factors for the vectorized form, made once per step per device.
-  torch::Tensor act, stepSize, sqrtBc2;
-  if (vectorized && n > 0) {
-    std::vector<float> a(k), ss(k), sb(k);
-    for (int j = 0; j < k; j++) {
-      a[j] = active[j] ? 1.0f : 0.0f;
-      ss[j] = active[j] ? static_cast<float>(lrs[j] / bc1[j]) : 0.0f;
-      sb[j] = active[j] ? static_cast<float>(std::sqrt(bc2[j])) : 1.0f;
-    }
-    auto dev = get(params[0], "parameter").device();
-    auto mk = [&](std::vector<float> &v) { return torch::from_blob(v.data(), {k}).clone().to(dev); };
-    act = mk(a), stepSize = mk(ss), sqrtBc2 = mk(sb);
-  }
+  int64_t total = 0;
   for (int i = 0; i < n; i++) {
     auto &p = get(params[i], "parameter");
-    auto &m = get(exp_avg[i], "exp_avg");
-    auto &v = get(exp_avg_sq[i], "exp_avg_sq");
-    auto g = p.grad();
-    if (!g.defined()) continue;
-    if (p.size(0) != k) throw std::invalid_argument("adam: parameter " + std::to_string(i) + " is not stacked over " + std::to_string(k) + " models");
-    if (vectorized) {
-      std::vector<int64_t> view(p.dim(), 1);
-      view[0] = k;
-      auto a = act.view(view), ss = stepSize.view(view), sb = sqrtBc2.view(view);
-      m.add_(a * (g - m) * (1 - beta1));      // m + (1-beta1)(g-m) = beta1*m + (1-beta1)*g
-      v.add_(a * (g * g - v) * (1 - beta2));
-      p.sub_(ss * m / (v.sqrt() / sb + eps));  // inactive models: step size 0
-      continue;
-    }
-    for (int j = 0; j < k; j++) {
-      if (!active[j]) continue;
-      // The same operations, in the same order, as libtorch's Adam::step.
-      auto pj = p[j], mj = m[j], vj = v[j], gj = g[j];
-      mj.mul_(beta1).add_(gj, 1 - beta1);
-      vj.mul_(beta2).addcmul_(gj, gj, 1 - beta2);
-      auto denom = (vj.sqrt() / std::sqrt(bc2[j])).add_(eps);
-      pj.addcdiv_(mj, denom, -lrs[j] / bc1[j]);
-    }
+    if (p.dim() < 1 || p.size(0) != k) throw std::invalid_argument("flatten: parameter " + std::to_string(i) + " of shape " + c10::str(p.sizes()) + " is not stacked over " + std::to_string(k) + " models");
+    if (!p.is_leaf() || !p.requires_grad()) throw std::invalid_argument("flatten: parameter " + std::to_string(i) + " is not a trainable leaf");
+    per[i] = p.numel() / k;
+    total += p.numel();
   }
+  auto &p0 = get(params[0]);
+  auto fp = torch::empty({total}, p0.options().requires_grad(false));
+  auto fg = torch::zeros({total}, p0.options().requires_grad(false));
+  int64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    auto &p = get(params[i]);
+    auto slot = fp.narrow(0, off, p.numel()).view(p.sizes());
+    slot.copy_(p);
+    p.set_data(slot);
+    p.mutable_grad() = fg.narrow(0, off, p.numel()).view(p.sizes());
+    off += p.numel();
+  }
+  *flat = wrap(fp);
+  *grad = wrap(fg);
+  CATCH
+}
+
+// m2t_flat_model_index gives, for each element of a flat buffer laid out by
+// m2t_flatten_params, the model it belongs to: the gather that turns (k)
+// per-model factors into per-element ones.
+m2t_err m2t_flat_model_index(const int64_t *per, int n, int64_t k, const char *device, m2t_tensor *out) {
+  TRY
+  auto models = torch::arange(k, torch::TensorOptions().dtype(torch::kInt64).device(torch::Device(device)));
+  std::vector<torch::Tensor> blocks;
+  for (int i = 0; i < n; i++) blocks.push_back(models.repeat_interleave(per[i]));
+  *out = wrap(torch::cat(blocks));
+  CATCH
+}
+
+// m2t_adam_flat_step is Adam (PyTorch's update, no weight decay) over
+// flattened parameters p with gradients g and moments m, v (see
+// m2t_flatten_params; per and n describe the blocks). steps, lrs and active
+// are float64 (k) tensors on p's device: each model's step count, learning
+// rate, and 1 or 0 (a model with 0 is left exactly as it is, and its step
+// count does not advance). steps advances on the device.
+//
+// exact (CPU tensors only): block by block and model by model, the
+// operations libtorch's Adam::step performs, in its order. Otherwise
+// vectorized, with per-element factors gathered through model_index (from
+// m2t_flat_model_index): a fixed dozen operations whatever k and the
+// parameter count, what a launch-bound GPU wants and what a CUDA graph can
+// replay (no host values); equal to the exact form up to rounding.
+m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index,
+                           const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1,
+                           double beta2, double eps, int exact) {
+  TRY
+  torch::NoGradGuard no_grad;
+  auto &p = get(params, "parameters");
+  auto &g = get(grads, "gradients");
+  auto &m = get(exp_avg, "exp_avg");
+  auto &v = get(exp_avg_sq, "exp_avg_sq");
+  auto &st = get(steps, "steps");
+  auto &lr = get(lrs, "learning rates");
+  auto &act = get(active, "active");
+  const int64_t k = st.numel();
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) total += k * per[i];
+  if (p.dim() != 1 || p.numel() != total) throw std::invalid_argument("adam: parameters are not a flat buffer of " + std::to_string(total) + " elements");
+  for (auto *t : {&g, &m, &v})
+    if (t->sizes() != p.sizes()) throw std::invalid_argument("adam: state of shape " + c10::str(t->sizes()) + " for parameters " + c10::str(p.sizes()));
+  for (auto *t : {&st, &lr, &act})
+    if (t->scalar_type() != torch::kFloat64 || t->numel() != k) throw std::invalid_argument("adam: steps, learning rates and active must be float64 with one value per model");
+  if (exact) {
+    if (!p.is_cpu() || !st.is_cpu() || !lr.is_cpu() || !act.is_cpu() || !st.is_contiguous()) throw std::invalid_argument("adam: the exact form runs on CPU tensors");
+    double *sp = st.data_ptr<double>();
+    const double *lp = lr.data_ptr<double>(), *ap = act.data_ptr<double>();
+    for (int64_t j = 0; j < k; j++) {
+      if (ap[j] == 0) continue;
+      sp[j] += 1;
+      const double bc1 = 1 - std::pow(beta1, sp[j]), bc2 = 1 - std::pow(beta2, sp[j]);
+      int64_t off = 0;
+      for (int i = 0; i < n; i++) {
+        auto at = [&](torch::Tensor &x) { return x.narrow(0, off + j * per[i], per[i]); };
+        auto pj = at(p), mj = at(m), vj = at(v), gj = at(g);
+        mj.mul_(beta1).add_(gj, 1 - beta1);
+        vj.mul_(beta2).addcmul_(gj, gj, 1 - beta2);
+        auto denom = (vj.sqrt() / std::sqrt(bc2)).add_(eps);
+        pj.addcdiv_(mj, denom, -lp[j] / bc1);
+        off += k * per[i];
+      }
+    }
+    return nullptr;
+  }
+  auto &idx = get(model_index, "model index");
+  if (idx.numel() != total) throw std::invalid_argument("adam: model index of " + std::to_string(idx.numel()) + " elements for " + std::to_string(total));
+  st.add_(act);
+  auto s1 = st.clamp_min(1);  // a model that never stepped: keep the factors finite
+  // Per-model factors as columns, gathered to per-element ones in one go.
+  auto factors = torch::stack({lr * act / (1 - torch::pow(beta1, s1)), (1 - torch::pow(beta2, s1)).sqrt(),
+                               act * (1 - beta1), act * (1 - beta2)}, 1)
+                     .to(p.scalar_type());
+  auto f = factors.index_select(0, idx);  // (total, 4)
+  auto stepSize = f.select(1, 0), sqrtBc2 = f.select(1, 1), a1 = f.select(1, 2), a2 = f.select(1, 3);
+  m.add_((g - m) * a1);  // beta1*m + (1-beta1)*g for active models
+  v.add_((g * g - v) * a2);
+  p.sub_(stepSize * m / (v.sqrt() / sqrtBc2 + eps));
   CATCH
 }
 
 }  // extern "C"
+
+// CUDA graphs. A Graph owns a side stream that is current on the creating
+// thread from m2t_graph_new to m2t_graph_free: warm-up steps, the capture
+// and every replay run on it, so they are ordered without extra events.
+// Built only against a CUDA libtorch (M2T_CUDA_GRAPHS, set by the Makefile);
+// elsewhere m2t_graph_new says so and callers keep the plain path.
+#ifdef M2T_CUDA_GRAPHS
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#include <memory>
+
+namespace {
+struct Graph {
+  c10::cuda::CUDAStream previous;
+  c10::cuda::CUDAStream side;
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  bool capturing = false, captured = false;
+  Graph(c10::cuda::CUDAStream prev, c10::cuda::CUDAStream s) : previous(prev), side(s) {}
+};
+Graph &graph_of(m2t_graph g) {
+  if (g == nullptr) throw std::invalid_argument("nil graph");
+  return *static_cast<Graph *>(g);
+}
+}  // namespace
+
+extern "C" {
+
+m2t_err m2t_graphs_available(int *out) { TRY *out = 1; CATCH }
+
+m2t_err m2t_graph_new(const char *device, m2t_graph *out) {
+  TRY
+  torch::Device dev(device);
+  if (!dev.is_cuda()) throw std::invalid_argument("CUDA graphs need a CUDA device, not " + dev.str());
+  auto idx = dev.has_index() ? dev.index() : static_cast<c10::DeviceIndex>(c10::cuda::current_device());
+  c10::cuda::device_synchronize();
+  auto g = std::make_unique<Graph>(c10::cuda::getCurrentCUDAStream(idx), c10::cuda::getStreamFromPool(false, idx));
+  c10::cuda::setCurrentCUDAStream(g->side);
+  *out = g.release();
+  CATCH
+}
+
+m2t_err m2t_graph_begin(m2t_graph h) {
+  TRY
+  auto &g = graph_of(h);
+  if (g.captured || g.capturing) throw std::invalid_argument("graph: already captured");
+  c10::cuda::device_synchronize();
+  g.graph = std::make_unique<at::cuda::CUDAGraph>();
+  g.graph->capture_begin();
+  g.capturing = true;
+  CATCH
+}
+
+m2t_err m2t_graph_end(m2t_graph h) {
+  TRY
+  auto &g = graph_of(h);
+  if (!g.capturing) throw std::invalid_argument("graph: not capturing");
+  g.capturing = false;
+  g.graph->capture_end();  // throws when the capture was invalidated
+  g.captured = true;
+  CATCH
+}
+
+m2t_err m2t_graph_replay(m2t_graph h) {
+  TRY
+  auto &g = graph_of(h);
+  if (!g.captured) throw std::invalid_argument("graph: nothing captured");
+  g.graph->replay();
+  CATCH
+}
+
+m2t_err m2t_graph_free(m2t_graph h) {
+  TRY
+  if (h == nullptr) throw std::invalid_argument("free of nil graph");
+  std::unique_ptr<Graph> g(static_cast<Graph *>(h));
+  c10::cuda::device_synchronize();
+  c10::cuda::setCurrentCUDAStream(g->previous);
+  CATCH
+}
+
+}  // extern "C"
+#else
+extern "C" {
+static const char *no_graphs = "CUDA graphs: this shim was built without them (a CPU libtorch, or no CUDA headers)";
+m2t_err m2t_graphs_available(int *out) { TRY *out = 0; CATCH }
+m2t_err m2t_graph_new(const char *, m2t_graph *) { return error_of(no_graphs); }
+m2t_err m2t_graph_begin(m2t_graph) { return error_of(no_graphs); }
+m2t_err m2t_graph_end(m2t_graph) { return error_of(no_graphs); }
+m2t_err m2t_graph_replay(m2t_graph) { return error_of(no_graphs); }
+m2t_err m2t_graph_free(m2t_graph) { return error_of(no_graphs); }
+}  // extern "C"
+#endif

@@ -14,7 +14,7 @@
 
 typedef void *m2t_tensor;
 typedef void *m2t_adam;
-typedef void *m2t_gen;
+typedef void *m2t_graph;
 typedef char *m2t_err;
 
 /* X(name, params, args): every exported function. */
@@ -66,17 +66,23 @@ typedef char *m2t_err;
   X(m2t_adam_free, (m2t_adam opt), (opt)) \
   X(m2t_stacked_linear, (m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out), (x, w, b, out)) \
   X(m2t_stacked_layer_norm, (m2t_tensor x, m2t_tensor w, m2t_tensor b, double eps, m2t_tensor *out), (x, w, b, eps, out)) \
-  X(m2t_generator_new, (uint64_t seed, const char *device, m2t_gen *out), (seed, device, out)) \
-  X(m2t_generator_free, (m2t_gen g), (g)) \
-  X(m2t_dropout_gen, (m2t_tensor x, double p, const m2t_gen *gens, int ngen, m2t_tensor *out), (x, p, gens, ngen, out)) \
-  X(m2t_adam_stacked_step, (const m2t_tensor *params, const m2t_tensor *exp_avg, const m2t_tensor *exp_avg_sq, int n, const int64_t *steps, const double *lrs, const int *active, int k, double beta1, double beta2, double eps, int vectorized), (params, exp_avg, exp_avg_sq, n, steps, lrs, active, k, beta1, beta2, eps, vectorized))
+  X(m2t_dropout_keyed, (m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t site, int stacked, int tensor_ops, m2t_tensor *out), (x, p, keys, counter, site, stacked, tensor_ops, out)) \
+  X(m2t_flatten_params, (const m2t_tensor *params, int n, int64_t k, int64_t *per, m2t_tensor *flat, m2t_tensor *grad), (params, n, k, per, flat, grad)) \
+  X(m2t_flat_model_index, (const int64_t *per, int n, int64_t k, const char *device, m2t_tensor *out), (per, n, k, device, out)) \
+  X(m2t_adam_flat_step, (m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index, const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1, double beta2, double eps, int exact), (params, grads, exp_avg, exp_avg_sq, model_index, per, n, steps, lrs, active, beta1, beta2, eps, exact)) \
+  X(m2t_graphs_available, (int *out), (out)) \
+  X(m2t_graph_new, (const char *device, m2t_graph *out), (device, out)) \
+  X(m2t_graph_begin, (m2t_graph g), (g)) \
+  X(m2t_graph_end, (m2t_graph g), (g)) \
+  X(m2t_graph_replay, (m2t_graph g), (g)) \
+  X(m2t_graph_free, (m2t_graph g), (g))
 
 /* Element-wise op codes. */
 enum { M2T_NEG, M2T_RELU, M2T_GELU, M2T_EXP, M2T_LOG, M2T_SQRT, M2T_CONTIGUOUS, M2T_CLONE, M2T_DETACH, M2T_TANH };
 enum { M2T_ADD, M2T_SUB, M2T_MUL, M2T_DIV, M2T_MATMUL, M2T_EQ, M2T_POW, M2T_RSUB };
 enum { M2T_SUM, M2T_MEAN, M2T_MAX };
-/* In-place ops: copy b into a; a += s*b; a *= s; fill a with s; zero a. */
-enum { M2T_COPY_, M2T_ADD_SCALED_, M2T_MUL_SCALAR_, M2T_FILL_, M2T_ZERO_ };
+/* In-place ops: copy b into a; a += s*b; a *= s; fill a with s; zero a; a += s. */
+enum { M2T_COPY_, M2T_ADD_SCALED_, M2T_MUL_SCALAR_, M2T_FILL_, M2T_ZERO_, M2T_ADD_SCALAR_ };
 /* Dtypes. */
 enum { M2T_FLOAT32, M2T_FLOAT64, M2T_INT64, M2T_UINT8, M2T_BOOL, M2T_INT32 };
 enum { M2T_REDUCE_MEAN, M2T_REDUCE_SUM, M2T_REDUCE_NONE };

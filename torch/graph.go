@@ -1,0 +1,67 @@
+package torch
+
+/*
+#include <stdlib.h>
+#include "shim/m2t_api.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Graph records a sequence of GPU operations once and replays it with one
+// launch: the cure for work bound by kernel-launch overhead. From NewGraph
+// to Close, the calling OS thread runs its CUDA work on the graph's own
+// stream (callers lock the thread: runtime.LockOSThread).
+//
+// Between Begin and End, operations are recorded, not run; every tensor the
+// replays read or write must outlive the graph, inputs change only by
+// in-place copies into the same tensors, and nothing may read values back
+// to the host. Replay runs the recorded work again on the current values.
+type Graph struct {
+	h C.m2t_graph
+}
+
+// GraphsAvailable reports whether the loaded shim was built with CUDA graphs.
+func GraphsAvailable() bool {
+	if _, err := Load(); err != nil {
+		return false
+	}
+	var ok C.int
+	return check(C.m2t_graphs_available(&ok)) == nil && ok != 0
+}
+
+// NewGraph prepares a graph on a CUDA device.
+func NewGraph(device Device) (*Graph, error) {
+	if _, err := Load(); err != nil {
+		return nil, err
+	}
+	dev := C.CString(string(device))
+	defer C.free(unsafe.Pointer(dev))
+	g := &Graph{}
+	if err := check(C.m2t_graph_new(dev, &g.h)); err != nil {
+		return nil, fmt.Errorf("cuda graph: %w", err)
+	}
+	return g, nil
+}
+
+// Begin starts recording.
+func (g *Graph) Begin() error { return wrapErr("cuda graph capture", C.m2t_graph_begin(g.h)) }
+
+// End stops recording; it fails when the capture was invalidated.
+func (g *Graph) End() error { return wrapErr("cuda graph capture", C.m2t_graph_end(g.h)) }
+
+// Replay runs the recorded work once more.
+func (g *Graph) Replay() error { return wrapErr("cuda graph replay", C.m2t_graph_replay(g.h)) }
+
+// Close waits for the device, frees the graph and restores the thread's stream.
+func (g *Graph) Close() error {
+	if g == nil || g.h == nil {
+		return nil
+	}
+	err := wrapErr("cuda graph", C.m2t_graph_free(g.h))
+	g.h = nil
+	return err
+}
