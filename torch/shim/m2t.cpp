@@ -504,8 +504,10 @@ namespace {
 // model trained in a seed batch draws exactly the masks it draws alone.
 //
 //   base = mix64(key + counter * kCounterMul + site * kSiteMul)
-//   u_i  = mix64(base + (i + 1) * kGamma) >> 40     (24 bits; i counts the
-//          model's own elements in row-major order)
+//   z_j  = mix64(base + (j + 1) * kGamma)
+//   u_i  = bits 40..63 of z_(i/2) for even i, bits 16..39 for odd i (two
+//          24-bit draws per hash; i counts the model's own elements in
+//          row-major order)
 //   keep element i when u_i >= ceil(p * 2^24), scaled by 1 / (1 - p)
 constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ULL;
 constexpr uint64_t kCounterMul = 0xD1B54A32D192ED03ULL;
@@ -533,9 +535,14 @@ torch::Tensor mix64_t(torch::Tensor z) {
 
 template <typename T>
 void fill_keyed_mask(T *d, int64_t n, uint64_t base, uint64_t cut, T keep) {
-  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++)
-      d[i] = (mix64(base + static_cast<uint64_t>(i + 1) * kGamma) >> 40) >= cut ? keep : T(0);
+  // Work in pairs so each chunk starts on an even element (parallel_for
+  // runs on libtorch's OpenMP threads when the shim is built with -fopenmp).
+  at::parallel_for(0, (n + 1) / 2, 1 << 13, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; j++) {
+      const uint64_t z = mix64(base + static_cast<uint64_t>(j + 1) * kGamma);
+      d[2 * j] = keep * static_cast<T>((z >> 40) >= cut);
+      if (2 * j + 1 < n) d[2 * j + 1] = keep * static_cast<T>(((z >> 16) & 0xFFFFFF) >= cut);
+    }
   });
 }
 
@@ -583,8 +590,10 @@ m2t_err m2t_dropout_keyed(m2t_tensor x, double p, m2t_tensor keys, m2t_tensor co
   } else {
     torch::NoGradGuard no_grad;
     auto base = mix64_t(ks + ctr.reshape({}) * as_i64(kCounterMul) + as_i64(static_cast<uint64_t>(site) * kSiteMul));
-    auto idx = torch::arange(1, n + 1, ks.options()) * as_i64(kGamma);
-    auto u = shr(mix64_t(base.view({k, 1}) + idx), 40);
+    auto i = torch::arange(n, ks.options());
+    auto z = mix64_t(base.view({k, 1}) + (torch::bitwise_right_shift(i, 1) + 1) * as_i64(kGamma));
+    // even i: bits 40..63; odd i: bits 16..39 (sign bits masked off either way)
+    auto u = torch::bitwise_and(torch::bitwise_right_shift(z, 40 - 24 * torch::bitwise_and(i, 1)), 0xFFFFFF);
     mask = torch::where(u >= static_cast<int64_t>(cut), torch::full({}, keep, t.options()), torch::zeros({}, t.options()))
                .view(t.sizes());
   }

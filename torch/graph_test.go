@@ -1,0 +1,141 @@
+package torch
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"testing"
+)
+
+// cudaTestDevice is the device M2MIX_TEST_DEVICE names (scripts/gpu-smoke.sh
+// sets it); tests that need one skip without it.
+func cudaTestDevice(t *testing.T) Device {
+	dev := os.Getenv("M2MIX_TEST_DEVICE")
+	if dev == "" {
+		t.Skip("M2MIX_TEST_DEVICE not set (e.g. cuda)")
+	}
+	info, err := GetInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.CUDADevices == 0 {
+		t.Fatalf("M2MIX_TEST_DEVICE=%s but libtorch sees no CUDA device (shim %s, libtorch %s)", dev, info.ShimPath, info.Version)
+	}
+	return Device(dev)
+}
+
+// TestGraphCUDA records y += 2x once and replays it with x changed in place
+// between replays: recording must not run the work, and each replay must
+// read x's current values.
+func TestGraphCUDA(t *testing.T) {
+	dev := cudaTestDevice(t)
+	if !GraphsAvailable() {
+		t.Fatal("the shim on a CUDA machine was built without CUDA graphs (see the Makefile's CUDA_INCLUDE)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := newTestScope(t)
+	x := s.To(s.From([]float32{1, 2, 3}, 3), dev)
+	y := s.Full(0, Float32, dev, 3)
+	g, err := NewGraph(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	rec := NewScope()
+	err = y.AddScaled(rec.MulScalar(x, 2), 1)
+	if endErr := g.End(); err == nil {
+		err = endErr
+	}
+	rec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := y.Float32s(); v[0] != 0 {
+		t.Fatalf("recording ran the work: y = %v", v)
+	}
+	for i := 0; i < 3; i++ {
+		if i == 2 {
+			x.CopyFrom(s.To(s.From([]float32{10, 20, 30}, 3), dev))
+		}
+		if err := g.Replay(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := y.Float32s(); v[0] != 24 || v[1] != 48 || v[2] != 72 {
+		t.Fatalf("after replays y = %v, want [24 48 72]", v)
+	}
+}
+
+// TestKeyedDropoutCUDA: the device's tensor-op masks equal the CPU loop's
+// bit for bit, stacked and not.
+func TestKeyedDropoutCUDA(t *testing.T) {
+	dev := cudaTestDevice(t)
+	s := newTestScope(t)
+	keys := []uint64{3, 1 << 62, 12345}
+	mask := func(d Device) []float32 {
+		drop, err := NewKeyedDropout(d, len(keys), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer drop.Close()
+		drop.StartEpoch(keys)
+		drop.EndStep()
+		drop.Apply(s, s.Full(1, Float32, d, 3, 7, 129), 0.1)
+		v, err := s.To(drop.Apply(s, s.Full(1, Float32, d, 3, 7, 129), 0.1), CPU).Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if !equalFloats(mask(CPU), mask(dev)) {
+		t.Fatal("CUDA masks differ from the CPU's")
+	}
+}
+
+// TestFlatAdamCUDA: the vectorized step on the GPU against the exact CPU step.
+func TestFlatAdamCUDA(t *testing.T) {
+	dev := cudaTestDevice(t)
+	s := newTestScope(t)
+	run := func(d Device) []float32 {
+		init := make([]float32, 2*3*5)
+		for i := range init {
+			init[i] = float32(math.Sin(float64(i)))
+		}
+		p := s.From(init, 2, 3, 5)
+		if d != CPU {
+			p = s.To(p, d)
+		}
+		p.SetRequiresGrad(true)
+		opt, err := NewFlatAdam([]*Tensor{p}, 2, 0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer opt.Close()
+		opt.SetLR(1, 0.05)
+		for i := 0; i < 5; i++ {
+			opt.SetActive(1, i < 3)
+			opt.Sync()
+			ls := NewScope()
+			opt.ZeroGrad()
+			ls.Sum(ls.Mul(p, ls.Mul(p, p)), false).Backward()
+			if err := opt.Step(); err != nil {
+				t.Fatal(err)
+			}
+			ls.Close()
+		}
+		v, _ := s.To(s.Detach(p), CPU).Float32s()
+		return v
+	}
+	want, got := run(CPU), run(dev)
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-6*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("element %d: CUDA %v, CPU %v", i, got[i], want[i])
+		}
+	}
+}
