@@ -334,7 +334,7 @@ func TestResumeAfterKillAtEarlyStop(t *testing.T) {
 	cfg := *base
 	cfg.EarlyStopping, cfg.LR = 2, 0.03 // a short, bumpy run that stops early
 	const maxEpochs = 12
-	o := Options{Seed: 1, DataDir: data, RunsDir: t.TempDir(), MaxEpochs: maxEpochs, Threads: 1}
+	o := Options{Seed: 2, DataDir: data, RunsDir: t.TempDir(), MaxEpochs: maxEpochs, Threads: 1}
 	recA, err := Train(&cfg, o)
 	if err != nil {
 		t.Fatal(err)
