@@ -14,8 +14,10 @@ import (
 // "adam.exp_avg_sq.<name>", steps in "adam.step") and the loop's state as
 // JSON in the metadata, which is what a resumed run continues from.
 
+// BestFile holds a run's lowest-validation-loss weights (what its test and
+// probes use); lastFile the latest epoch's state, for resuming.
 const (
-	bestFile = "best.safetensors"
+	BestFile = "best.safetensors"
 	lastFile = "last.safetensors"
 )
 

@@ -169,7 +169,7 @@ func requireSameRun(t *testing.T, dirA, dirB string, recA, recB *runrecord.Recor
 			t.Errorf("%s: record.json differs from the returned record", d.dir)
 		}
 	}
-	for _, f := range []string{bestFile, lastFile} {
+	for _, f := range []string{BestFile, lastFile} {
 		ba, err := os.ReadFile(filepath.Join(dirA, f))
 		if err != nil {
 			t.Fatal(err)

@@ -137,7 +137,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 			improved, stop := st.Early.Step(valLoss)
 			if improved {
 				st.BestEpoch = epoch
-				if err := saveModel(filepath.Join(dirs[i], bestFile), net, i); err != nil {
+				if err := saveModel(filepath.Join(dirs[i], BestFile), net, i); err != nil {
 					return nil, err
 				}
 			}
@@ -163,7 +163,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		if states[i].BestEpoch < 0 {
 			return nil, errors.New("no epoch completed")
 		}
-		if err := loadModel(filepath.Join(dirs[i], bestFile), net, i); err != nil {
+		if err := loadModel(filepath.Join(dirs[i], BestFile), net, i); err != nil {
 			return nil, err
 		}
 	}

@@ -100,7 +100,7 @@ func TestSeedBatchEqualsOneByOne(t *testing.T) {
 					decisions++
 				}
 				t.Logf("seed %d: %d epochs, stopped early %v, lr %v", seed, len(a.History), a.Final.StoppedEarly, lrs(a))
-				compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, name, seed), bestFile), filepath.Join(RunDir(o.RunsDir, name, seed), bestFile))
+				compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, name, seed), BestFile), filepath.Join(RunDir(o.RunsDir, name, seed), BestFile))
 			}
 			if name == "m2mixer_lc" && len(alone[3].History) == len(alone[5].History) {
 				t.Errorf("seeds 3 and 5 ran the same number of epochs: a model stopping while others train on is not exercised")

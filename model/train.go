@@ -109,7 +109,7 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	defer net.Close()
 	inputs := ds.SHA256
 	if cfg.Kind == "probe" {
-		src := filepath.Join(RunDir(o.RunsDir, cfg.ProbeOf, o.Seed), bestFile)
+		src := filepath.Join(RunDir(o.RunsDir, cfg.ProbeOf, o.Seed), BestFile)
 		prefix := encoderPrefix(cfg.Modality)
 		s := torch.NewScope()
 		_, _, err := loadParams(s, src, net, prefix)
@@ -120,7 +120,7 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 		if err := net.Params.Freeze(prefix); err != nil {
 			return nil, err
 		}
-		if inputs[cfg.ProbeOf+"/"+bestFile], err = artifact.SHA256File(src); err != nil {
+		if inputs[cfg.ProbeOf+"/"+BestFile], err = artifact.SHA256File(src); err != nil {
 			return nil, err
 		}
 	}
@@ -206,7 +206,7 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 		improved, stop := st.Early.Step(valLoss)
 		if improved {
 			st.BestEpoch = epoch
-			if err := saveParams(filepath.Join(dir, bestFile), net, nil, nil); err != nil {
+			if err := saveParams(filepath.Join(dir, BestFile), net, nil, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -238,7 +238,7 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 
 	// Test on the weights of the lowest validation loss.
 	s := torch.NewScope()
-	_, _, err = loadParams(s, filepath.Join(dir, bestFile), net, "")
+	_, _, err = loadParams(s, filepath.Join(dir, BestFile), net, "")
 	s.Close()
 	if err != nil {
 		return nil, err

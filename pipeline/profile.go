@@ -24,6 +24,10 @@ type Profile struct {
 	// stacked model (model.TrainSeeds), one stage per configuration; probes
 	// still train seed by seed.
 	SeedBatch bool `json:"seed_batch,omitempty"`
+	// GPUJobs is how many stages train at once on a GPU (0: one): small
+	// models at batch 32 leave most of a large GPU idle, and stages on
+	// their own threads and streams overlap. On the CPU stages run one by one.
+	GPUJobs int `json:"gpu_jobs,omitempty"`
 }
 
 // Overrides are training limits that replace a configuration's own. A nil

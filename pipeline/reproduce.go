@@ -29,7 +29,7 @@ const (
 	codeFetch   = "fetch/1"
 	codeAVMNIST = "avmnist/1"
 	codeMIMIC   = "mimic/1"
-	codeTrain   = "train/1"
+	codeTrain   = "train/2"
 	codeReport  = "report/1"
 )
 
@@ -47,6 +47,8 @@ type ReproduceOptions struct {
 	AVLimit   int    // > 0: generate AV-MNIST from the first AVLimit MNIST rows of each split (previews, tests)
 	Device    torch.Device
 	Threads   int
+	NoGraphs  bool // seed batches on CUDA: plain steps
+	Jobs      int  // stages at once; 0: the profile's gpu_jobs on a GPU, else 1
 	Force     []string
 	LockPath  string
 	Log       io.Writer
@@ -129,7 +131,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		dataDir := map[string]string{"avmnist": avDir, "mimic": miDir}[cfg.Dataset]
 		lim := o.Profile.For(name)
 		opts := model.Options{
-			Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads,
+			Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads, NoGraphs: o.NoGraphs,
 			Profile: o.Profile.Name, Log: o.Log,
 			MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
 		}
@@ -148,12 +150,16 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		recordOf := func(seed int64) string {
 			return filepath.Join(model.RunDir(o.Runs, name, seed), runrecord.FileName)
 		}
+		// The best weights are an output too: probes read them, and a stage
+		// that reads them must wait for the stage that writes them.
+		bestOf := func(seed int64) string { return filepath.Join(model.RunDir(o.Runs, name, seed), model.BestFile) }
 		if o.Profile.SeedBatch && len(o.Profile.Seeds) > 1 && cfg.Kind != "probe" {
 			// One stage trains every seed at once.
 			seeds := o.Profile.Seeds
-			var outs []string
+			var outs, recs []string
 			for _, seed := range seeds {
-				outs = append(outs, recordOf(seed))
+				outs = append(outs, recordOf(seed), bestOf(seed))
+				recs = append(recs, recordOf(seed))
 			}
 			params["seed_batch"] = seeds
 			stages = append(stages, Stage{
@@ -161,7 +167,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 				Run: func(context.Context) error { _, err := model.TrainSeeds(cfg, seeds, opts); return err },
 			})
 			if skip == "" {
-				records = append(records, outs...)
+				records = append(records, recs...)
 			}
 			continue
 		}
@@ -170,11 +176,11 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			opts.Seed = seed
 			inputs := dataInputs
 			if cfg.Kind == "probe" {
-				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), "best.safetensors"))
+				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), model.BestFile))
 			}
 			stages = append(stages, Stage{
 				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs, Params: params,
-				Outputs: []string{recordOf(seed)}, Code: codeTrain, SkipReason: skip,
+				Outputs: []string{recordOf(seed), bestOf(seed)}, Code: codeTrain, SkipReason: skip,
 				Run: func(context.Context) error { _, err := model.Train(cfg, opts); return err },
 			})
 			if skip == "" {
@@ -203,7 +209,11 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = Run(ctx, stages, Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log})
+	jobs := o.Jobs
+	if jobs == 0 && o.Device != torch.CPU && o.Device != "" {
+		jobs = o.Profile.GPUJobs
+	}
+	_, err = Run(ctx, stages, Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log, Jobs: jobs})
 	return err
 }
 

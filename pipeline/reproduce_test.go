@@ -3,9 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -124,4 +126,36 @@ func rawSources(t *testing.T) (mirror, mnist string) {
 		t.Skipf("GoMNIST module folder not found: %v", err)
 	}
 	return mirror, strings.TrimSpace(string(out))
+}
+
+// TestPaperStageOrder: in the paper profile's stage list, every probe
+// stage waits for the seed-batch stage that writes its encoder's best
+// weights, and the training stages of different configurations do not wait
+// for one another (so they can share a GPU).
+func TestPaperStageOrder(t *testing.T) {
+	p, err := LoadProfile("../manifests/profiles/paper.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stages, err := Stages(ReproduceOptions{Profile: p, Data: filepath.Join(dir, "data"), Runs: filepath.Join(dir, "runs"),
+		Results: filepath.Join(dir, "results"), Device: "cuda", Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := map[string]int{}
+	for i, st := range stages {
+		index[st.Name] = i
+	}
+	deps := dependencies(stages)
+	waits := func(a, b string) bool { return slices.Contains(deps[index[a]], index[b]) }
+	if !waits("train/probe_image/42", "train/mmixer") || !waits("train/probe_audio/51", "train/mmixer") {
+		t.Fatalf("a probe does not wait for its encoder: %v", deps[index["train/probe_image/42"]])
+	}
+	if waits("train/m2mixer_m", "train/mmixer") || waits("train/m2mixer_s", "train/m2mixer_m") {
+		t.Fatal("training stages of different configurations wait for one another")
+	}
+	if !waits("train/m2mixer_m", "prep-avmnist") || !waits("report", "train/m2mixer_m") {
+		t.Fatal("training does not wait for its data, or the report for the training")
+	}
 }

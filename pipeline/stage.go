@@ -7,7 +7,9 @@
 // sha256 of every output. A stage whose key matches its lock entry and whose
 // outputs are all present with the recorded checksums is up to date and is
 // skipped. Dependencies between stages need no graph of their own: a stage
-// that reads another's output sees that output's sha256 in its key.
+// that reads another's output sees that output's sha256 in its key, and
+// when stages run at once (Options.Jobs) it waits for the stages that write
+// its inputs.
 //
 // The package also loads the profiles in manifests/profiles (see Profile).
 package pipeline
@@ -28,6 +30,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/m2mix/m2mix/artifact"
@@ -99,6 +102,10 @@ type Options struct {
 	Force []string
 	// Log receives one line per stage; os.Stdout when nil.
 	Log io.Writer
+	// Jobs is how many stages may run at once (0 or 1: one after another).
+	// A stage starts only after every earlier stage that writes one of its
+	// inputs has finished.
+	Jobs int
 }
 
 // DefaultLockPath is the lock file used when Options.LockPath is empty.
@@ -106,10 +113,11 @@ const DefaultLockPath = "m2mix.lock"
 
 // Run runs stages in order and prints one line per stage to opts.Log: up to
 // date (skipped), skipped (its SkipReason), ran (with its duration and why),
-// or failed. Up-to-date stages are skipped; a stage that ran
-// is recorded in the lock file at once, so work done before a later failure
-// or interruption is kept. The first failing stage stops the run; its error
-// names it, and its lock entry stays as it was.
+// or failed. Up-to-date stages are skipped; a stage that ran is recorded in
+// the lock file at once, so work done before a later failure or
+// interruption is kept. The first failing stage stops the run (stages
+// already running finish first); its error names it, and its lock entry
+// stays as it was. With opts.Jobs > 1, independent stages run at once.
 func Run(ctx context.Context, stages []Stage, opts Options) ([]Result, error) {
 	lockPath := opts.LockPath
 	if lockPath == "" {
@@ -126,40 +134,117 @@ func Run(ctx context.Context, stages []Stage, opts Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	jobs := max(opts.Jobs, 1)
+	deps := dependencies(stages)
 
-	results := make([]Result, 0, len(stages))
+	var (
+		mu       sync.Mutex // guards lock, results, failures and log lines
+		wg       sync.WaitGroup
+		results  = make([]Result, len(stages))
+		started  = make([]bool, len(stages))
+		finished = make([]chan struct{}, len(stages))
+		failures = map[int]error{}
+		slots    = make(chan struct{}, jobs)
+	)
+	for i := range finished {
+		finished[i] = make(chan struct{})
+	}
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(failures) > 0
+	}
 	for i, st := range stages {
-		prefix := fmt.Sprintf("[%d/%d] %s:", i+1, len(stages), st.Name)
-		if err := ctx.Err(); err != nil {
-			return results, fmt.Errorf("stage %q: not started: %w", st.Name, err)
+		for _, j := range deps[i] {
+			<-finished[j]
 		}
+		if failed() {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			mu.Lock()
+			failures[i] = fmt.Errorf("stage %q: not started: %w", st.Name, err)
+			mu.Unlock()
+			break
+		}
+		prefix := fmt.Sprintf("[%d/%d] %s:", i+1, len(stages), st.Name)
 		if st.SkipReason != "" {
 			fmt.Fprintf(log, "%s skipped: %s\n", prefix, st.SkipReason)
-			results = append(results, Result{Name: st.Name, Status: Skipped, Reason: st.SkipReason})
+			results[i], started[i] = Result{Name: st.Name, Status: Skipped, Reason: st.SkipReason}, true
+			close(finished[i])
 			continue
 		}
-
-		start := time.Now()
-		res, err := runStage(ctx, st, lock, slices.Contains(opts.Force, st.Name))
-		res.Duration = time.Since(start)
-		if err != nil {
-			res.Status, res.Reason = Failed, err.Error()
+		slots <- struct{}{}
+		if failed() {
+			break
 		}
-		results = append(results, res)
-		switch res.Status {
-		case UpToDate:
-			fmt.Fprintf(log, "%s up to date, skipped (key %s)\n", prefix, short(res.Key))
-		case Ran:
-			fmt.Fprintf(log, "%s ran in %s (%s)\n", prefix, res.Duration.Round(time.Millisecond), res.Reason)
-			if err := WriteLock(lockPath, lock); err != nil {
-				return results, fmt.Errorf("stage %q: %w", st.Name, err)
+		started[i] = true
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; close(finished[i]); wg.Done() }()
+			mu.Lock()
+			prev := lock.Stages[st.Name]
+			mu.Unlock()
+			start := time.Now()
+			res, entry, err := runStage(ctx, st, prev, slices.Contains(opts.Force, st.Name))
+			res.Duration = time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				res.Status, res.Reason = Failed, err.Error()
+				fmt.Fprintf(log, "%s FAILED after %s: %v\n", prefix, res.Duration.Round(time.Millisecond), err)
+				failures[i] = fmt.Errorf("stage %q: %w", st.Name, err)
+			case res.Status == UpToDate:
+				fmt.Fprintf(log, "%s up to date, skipped (key %s)\n", prefix, short(res.Key))
+			case res.Status == Ran:
+				fmt.Fprintf(log, "%s ran in %s (%s)\n", prefix, res.Duration.Round(time.Millisecond), res.Reason)
+				lock.Stages[st.Name] = entry
+				if err := WriteLock(lockPath, lock); err != nil {
+					failures[i] = fmt.Errorf("stage %q: %w", st.Name, err)
+				}
 			}
-		case Failed:
-			fmt.Fprintf(log, "%s FAILED after %s: %v\n", prefix, res.Duration.Round(time.Millisecond), err)
-			return results, fmt.Errorf("stage %q: %w", st.Name, err)
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	var out []Result
+	for i, r := range results {
+		if started[i] {
+			out = append(out, r)
 		}
 	}
-	return results, nil
+	if len(failures) > 0 {
+		return out, failures[slices.Min(slices.Collect(maps.Keys(failures)))]
+	}
+	return out, nil
+}
+
+// dependencies lists, for each stage, the earlier stages that write one of
+// its inputs (an output path equal to the input or a folder above it).
+func dependencies(stages []Stage) [][]int {
+	deps := make([][]int, len(stages))
+	for i, st := range stages {
+		for j := range stages[:i] {
+			if writesAny(stages[j].Outputs, st.Inputs) {
+				deps[i] = append(deps[i], j)
+			}
+		}
+	}
+	return deps
+}
+
+func writesAny(outputs, inputs []string) bool {
+	for _, o := range outputs {
+		o = filepath.Clean(o)
+		for _, in := range inputs {
+			in = filepath.Clean(in)
+			if in == o || strings.HasPrefix(in, o+string(filepath.Separator)) || strings.HasPrefix(o, in+string(filepath.Separator)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkStages rejects a stage list the runner could not handle sensibly.
@@ -190,47 +275,40 @@ func checkStages(stages []Stage, force []string) error {
 	return nil
 }
 
-// runStage decides whether st is up to date and runs it if not. On success
-// it updates lock in memory; the caller writes it. On error the caller marks
-// the result Failed.
-func runStage(ctx context.Context, st Stage, lock *Lock, force bool) (Result, error) {
+// runStage decides whether st is up to date, given its lock entry prev,
+// and runs it if not. When it ran, it returns the stage's new lock entry;
+// on error the caller marks the result Failed.
+func runStage(ctx context.Context, st Stage, prev LockEntry, force bool) (Result, LockEntry, error) {
 	res := Result{Name: st.Name}
 	inputs, err := hashPaths(st.Inputs)
 	if err != nil {
-		return res, fmt.Errorf("inputs: %w", err)
+		return res, LockEntry{}, fmt.Errorf("inputs: %w", err)
 	}
 	params, err := CanonicalJSON(st.Params)
 	if err != nil {
-		return res, fmt.Errorf("params: %w", err)
+		return res, LockEntry{}, fmt.Errorf("params: %w", err)
 	}
 	res.Key = stageKey(inputs, params, st.Code)
 
-	reason := staleReason(st, lock.Stages[st.Name], res.Key, inputs, params)
+	reason := staleReason(st, prev, res.Key, inputs, params)
 	if force {
 		reason = "forced"
 	}
 	if reason == "" {
 		res.Status = UpToDate
-		return res, nil
+		return res, LockEntry{}, nil
 	}
 	res.Reason = reason
 
 	if err := st.Run(ctx); err != nil {
-		return res, err
+		return res, LockEntry{}, err
 	}
 	outputs, err := hashPaths(st.Outputs)
 	if err != nil {
-		return res, fmt.Errorf("outputs after running: %w", err)
-	}
-	lock.Stages[st.Name] = LockEntry{
-		Key:     res.Key,
-		Code:    st.Code,
-		Params:  json.RawMessage(params),
-		Inputs:  inputs,
-		Outputs: outputs,
+		return res, LockEntry{}, fmt.Errorf("outputs after running: %w", err)
 	}
 	res.Status = Ran
-	return res, nil
+	return res, LockEntry{Key: res.Key, Code: st.Code, Params: json.RawMessage(params), Inputs: inputs, Outputs: outputs}, nil
 }
 
 // staleReason returns why st must run, or "" when it is up to date.

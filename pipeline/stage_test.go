@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/m2mix/m2mix/artifact"
 )
@@ -338,4 +339,61 @@ func ExampleRun() {
 	// Output:
 	// hello ran
 	// hello up to date
+}
+
+// TestRunJobs runs a diamond with two jobs: "left" and "right" are
+// independent and must overlap (each waits until the other has started),
+// "join" reads both outputs and must start only after both are written; a
+// second run finds all three up to date. A failing stage with jobs stops
+// the run with that stage's error.
+func TestRunJobs(t *testing.T) {
+	dir := t.TempDir()
+	path := func(n string) string { return filepath.Join(dir, n) }
+	startedLeft, startedRight := make(chan struct{}), make(chan struct{})
+	write := func(name string, wait <-chan struct{}, mark chan struct{}) func(context.Context) error {
+		return func(context.Context) error {
+			close(mark)
+			select {
+			case <-wait:
+			case <-time.After(10 * time.Second):
+				return errors.New("the other branch never started: stages did not run at once")
+			}
+			return artifact.WriteFile(path(name), []byte(name))
+		}
+	}
+	joined := false
+	stages := func() []Stage {
+		return []Stage{
+			{Name: "left", Outputs: []string{path("l.txt")}, Code: "v1", Run: write("l.txt", startedRight, startedLeft)},
+			{Name: "right", Outputs: []string{path("r.txt")}, Code: "v1", Run: write("r.txt", startedLeft, startedRight)},
+			{Name: "join", Inputs: []string{path("l.txt"), path("r.txt")}, Outputs: []string{path("j.txt")}, Code: "v1",
+				Run: func(context.Context) error {
+					joined = true
+					return artifact.WriteFile(path("j.txt"), []byte("joined"))
+				}},
+		}
+	}
+	var log bytes.Buffer
+	lock := path("m2mix.lock")
+	res, err := Run(context.Background(), stages(), Options{LockPath: lock, Log: &log, Jobs: 2})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !joined || len(res) != 3 || res[2].Status != Ran {
+		t.Fatalf("results %+v\n%s", res, log.String())
+	}
+	res, err = Run(context.Background(), stages()[2:], Options{LockPath: lock, Log: io.Discard, Jobs: 2})
+	if err != nil || res[0].Status != UpToDate {
+		t.Fatalf("second run: %+v, %v", res, err)
+	}
+
+	// A failure: the dependent stage must not start.
+	bad := []Stage{
+		{Name: "bad", Outputs: []string{path("b.txt")}, Code: "v1", Run: func(context.Context) error { return errors.New("boom") }},
+		{Name: "after", Inputs: []string{path("b.txt")}, Outputs: []string{path("c.txt")}, Code: "v1",
+			Run: func(context.Context) error { t.Error("a stage ran after the stage it reads from failed"); return nil }},
+	}
+	if _, err := Run(context.Background(), bad, Options{LockPath: lock, Log: io.Discard, Jobs: 2}); err == nil || !strings.Contains(err.Error(), `stage "bad"`) {
+		t.Fatalf("failure: %v", err)
+	}
 }

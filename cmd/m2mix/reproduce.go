@@ -51,6 +51,8 @@ one stage (e.g. --force report, --force train/m2mixer_m/42).`,
 	f.Uint64Var(&o.NoiseSeed, "avmnist-seed", 42, "seed of AV-MNIST's noise draw")
 	f.IntVar(&o.AVLimit, "avmnist-limit", 0, "generate AV-MNIST from the first N MNIST rows of each split only (previews)")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
+	f.BoolVar(&o.NoGraphs, "no-graphs", false, "seed batches on CUDA: plain steps instead of a replayed CUDA graph")
+	f.IntVar(&o.Jobs, "jobs", 0, "stages to run at once (0: the profile's gpu_jobs on a GPU, 1 on the CPU)")
 	f.StringSliceVar(&o.Force, "force", nil, "stages to redo even when up to date")
 	f.StringVar(&o.LockPath, "lock", pipeline.DefaultLockPath, "lock file")
 	return c

@@ -26,7 +26,9 @@ early stopping, and a test on the lowest-validation-loss weights. The record
 and checkpoints go to <runs>/<config>/<seed>/. Run the same command again
 after an interruption and it continues from the last completed epoch.
 --seeds 42,43,... trains several seeds at once as one stacked model; each
-leaves the record it would leave alone (a seed batch restarts if interrupted).`,
+leaves the record it would leave alone (a seed batch restarts if interrupted).
+On CUDA a seed batch records its training step as a CUDA graph after a few
+warm-up steps and replays it (--no-graphs: plain steps).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := model.LoadConfig(config)
@@ -63,6 +65,7 @@ leaves the record it would leave alone (a seed batch restarts if interrupted).`,
 	f.IntVar(&o.LimitEval, "limit-eval", 0, "validate and test on the first N rows only (0: all)")
 	f.BoolVar(&o.Shuffle, "shuffle", false, "shuffle training rows each epoch (the reference does not)")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
+	f.BoolVar(&o.NoGraphs, "no-graphs", false, "seed batches on CUDA: plain steps instead of a replayed CUDA graph")
 	c.MarkFlagRequired("config")
 	return c
 }

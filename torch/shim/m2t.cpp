@@ -732,8 +732,15 @@ m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_a
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <memory>
+#include <mutex>
 
 namespace {
+// One capture at a time in the process: stages training at once each
+// capture their own graph, and a capture sees only its own thread's work
+// (thread-local capture mode), so another thread's allocations and launches
+// neither fail nor spoil it.
+std::mutex capture_mutex;
+
 struct Graph {
   c10::cuda::CUDAStream previous;
   c10::cuda::CUDAStream side;
@@ -768,9 +775,15 @@ m2t_err m2t_graph_begin(m2t_graph h) {
   auto &g = graph_of(h);
   if (g.captured || g.capturing) throw std::invalid_argument("graph: already captured");
   c10::cuda::device_synchronize();
+  std::unique_lock<std::mutex> hold(capture_mutex);
   g.graph = std::make_unique<at::cuda::CUDAGraph>();
-  g.graph->capture_begin();
+#if TORCH_VERSION_MAJOR >= 2
+  g.graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+#else
+  g.graph->capture_begin();  // 1.x: global mode only (then train one stage at a time)
+#endif
   g.capturing = true;
+  hold.release();  // m2t_graph_end unlocks, on this same (locked) thread
   CATCH
 }
 
@@ -779,6 +792,7 @@ m2t_err m2t_graph_end(m2t_graph h) {
   auto &g = graph_of(h);
   if (!g.capturing) throw std::invalid_argument("graph: not capturing");
   g.capturing = false;
+  std::unique_lock<std::mutex> hold(capture_mutex, std::adopt_lock);
   g.graph->capture_end();  // throws when the capture was invalidated
   g.captured = true;
   CATCH
