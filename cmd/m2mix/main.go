@@ -30,6 +30,7 @@ func newRootCmd() *cobra.Command {
 		newEnvCmd(),
 		newFetchCmd(),
 		newPrepCmd(),
+		newPackCmd(),
 		newTrainCmd(),
 		newReproduceCmd(),
 		newConfigsCmd(),

@@ -49,6 +49,7 @@ one stage (e.g. --force report, --force train/m2mixer_m/42).`,
 	f.StringVar(&o.Runs, "runs", "runs", "folder of run records")
 	f.StringVar(&o.Results, "results", "results", "folder for tables and plots")
 	f.Uint64Var(&o.NoiseSeed, "avmnist-seed", 42, "seed of AV-MNIST's noise draw")
+	f.StringVar(&o.AVPack, "avmnist-pack", "", "generate AV-MNIST from this inputs pack (m2mix pack) instead of fetching the raw sources")
 	f.IntVar(&o.AVLimit, "avmnist-limit", 0, "generate AV-MNIST from the first N MNIST rows of each split only (previews)")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
 	f.BoolVar(&o.NoGraphs, "no-graphs", false, "seed batches on CUDA: plain steps instead of a replayed CUDA graph")
