@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/gob"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -19,7 +21,8 @@ import (
 // to carry to a machine without the internet or room for the raw sources
 // (a GPU machine takes 64 MiB): about 38 MB, where the raw files are 60.
 // It keeps the raw sources' checksums, so datasets generated from a pack
-// are byte for byte those generated from the raw files.
+// are byte for byte those generated from the raw files; the same inputs
+// give the same pack bytes.
 const packMagic = "m2mix avmnist inputs v1"
 
 type packFile struct {
@@ -27,7 +30,7 @@ type packFile struct {
 	Train, Test MNIST
 	Speech      []packRecording
 	Noise       []Clip
-	Checksums   map[string]string
+	Checksums   [][2]string // sorted (name, sha256): gob writes maps in random order
 }
 
 type packRecording struct {
@@ -40,7 +43,10 @@ type packRecording struct {
 
 // WritePack stores in as an inputs pack at path (temp file, then rename).
 func WritePack(path string, in *Inputs) error {
-	p := packFile{Magic: packMagic, Train: in.Train, Test: in.Test, Noise: in.Noise, Checksums: in.Checksums}
+	p := packFile{Magic: packMagic, Train: in.Train, Test: in.Test, Noise: in.Noise}
+	for _, k := range slices.Sorted(maps.Keys(in.Checksums)) {
+		p.Checksums = append(p.Checksums, [2]string{k, in.Checksums[k]})
+	}
 	for _, r := range in.Speech {
 		pcm := make([]int16, len(r.Samples))
 		for i, v := range r.Samples {
@@ -97,7 +103,10 @@ func ReadPack(path string) (*Inputs, error) {
 	if len(p.Train.Pixels) != len(p.Train.Labels)*ImageSize || len(p.Test.Pixels) != len(p.Test.Labels)*ImageSize {
 		return nil, fmt.Errorf("inputs pack %s: MNIST pixels and labels disagree", path)
 	}
-	in := &Inputs{Train: p.Train, Test: p.Test, Noise: p.Noise, Checksums: p.Checksums}
+	in := &Inputs{Train: p.Train, Test: p.Test, Noise: p.Noise, Checksums: map[string]string{}}
+	for _, kv := range p.Checksums {
+		in.Checksums[kv[0]] = kv[1]
+	}
 	for _, r := range p.Speech {
 		s := make([]float64, len(r.PCM))
 		for i, v := range r.PCM {
