@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/m2mix/m2mix/artifact"
+	"github.com/m2mix/m2mix/features/avmnist"
+	"github.com/m2mix/m2mix/model"
 	"github.com/m2mix/m2mix/prep/mimic/mimictest"
 	"github.com/m2mix/m2mix/reports"
 	"github.com/m2mix/m2mix/runrecord"
@@ -107,6 +109,33 @@ func TestReproduceEndToEnd(t *testing.T) {
 	}
 	if !bytes.Contains(md, []byte("M2-Mixer_H (`m2mixer_h`)")) {
 		t.Fatal("Table II has no row of ours")
+	}
+
+	// The same AV-MNIST from an inputs pack, with no fetch: the same bytes.
+	in, err := avmnist.LoadRaw(o.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack := filepath.Join(dir, "inputs.pack")
+	if err := avmnist.WritePack(pack, in); err != nil {
+		t.Fatal(err)
+	}
+	p := o
+	p.Data, p.AVPack, p.LockPath = filepath.Join(dir, "data-from-pack"), pack, filepath.Join(dir, "pack.lock")
+	stages, err := Stages(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), stages[:2], Options{LockPath: p.LockPath, Log: &log})
+	if err != nil || res[0].Status != Skipped || res[1].Status != Ran {
+		t.Fatalf("fetch and prep from a pack: %+v %v", res, err)
+	}
+	for _, f := range model.SplitFiles {
+		a, _ := artifact.SHA256File(filepath.Join(avmnist.Dir(o.Data), f))
+		b, err := artifact.SHA256File(filepath.Join(avmnist.Dir(p.Data), f))
+		if err != nil || a != b {
+			t.Errorf("%s: from the pack %s (%v), from the raw files %s", f, b, err, a)
+		}
 	}
 }
 
