@@ -3,7 +3,6 @@ package torch
 import (
 	"math"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 )
@@ -99,20 +98,7 @@ func TestGradients(t *testing.T) { checkGradients(t, CPU) }
 
 // TestGradientsCUDA repeats the check on a GPU; it runs where
 // M2MIX_TEST_DEVICE names one (scripts/gpu-smoke.sh sets it).
-func TestGradientsCUDA(t *testing.T) {
-	dev := os.Getenv("M2MIX_TEST_DEVICE")
-	if dev == "" {
-		t.Skip("M2MIX_TEST_DEVICE not set (e.g. cuda); CPU gradients are checked by TestGradients")
-	}
-	info, err := GetInfo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.CUDADevices == 0 {
-		t.Fatalf("M2MIX_TEST_DEVICE=%s but libtorch sees no CUDA device (shim %s, libtorch %s)", dev, info.ShimPath, info.Version)
-	}
-	checkGradients(t, Device(dev))
-}
+func TestGradientsCUDA(t *testing.T) { checkGradients(t, cudaTestDevice(t)) }
 
 func checkGradients(t *testing.T, dev Device) {
 	for _, tc := range gradCases() {

@@ -120,14 +120,5 @@ func ReadPack(path string) (*Inputs, error) {
 // PrepPack generates AV-MNIST from an inputs pack and writes the datasets
 // into <data>/avmnist: the same bytes PrepRaw writes from the raw sources.
 func PrepPack(data, pack string, p Params) (*Result, *Output, error) {
-	in, err := ReadPack(pack)
-	if err != nil {
-		return nil, nil, err
-	}
-	res, err := Generate(in, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	out, err := res.Write(Dir(data), p, in)
-	return res, out, err
+	return prep(data, p, func() (*Inputs, error) { return ReadPack(pack) })
 }

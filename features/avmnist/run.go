@@ -12,7 +12,12 @@ import (
 // PrepRaw generates AV-MNIST from the fetched raw sources in <data>/raw and
 // writes the datasets into <data>/avmnist.
 func PrepRaw(data string, p Params) (*Result, *Output, error) {
-	in, err := LoadRaw(data)
+	return prep(data, p, func() (*Inputs, error) { return LoadRaw(data) })
+}
+
+// prep loads the inputs, generates, and writes into <data>/avmnist.
+func prep(data string, p Params, load func() (*Inputs, error)) (*Result, *Output, error) {
+	in, err := load()
 	if err != nil {
 		return nil, nil, err
 	}
