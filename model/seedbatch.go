@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/m2mix/m2mix/artifact"
@@ -25,14 +27,12 @@ import (
 // record and checkpoints as Train. Epoch times in the records are the
 // batch's wall time divided by the number of models.
 //
-// Seed batches train in the data's order (the reference's); probes train one
-// by one (each loads its own seed's encoder); an interrupted batch restarts.
+// Seed batches train in the data's order (the reference's); a probe's
+// models each load their own seed's trained encoder; an interrupted batch
+// restarts.
 func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 	if o.Shuffle {
 		return nil, errors.New("seed batches train in the data's order; train shuffled runs one by one")
-	}
-	if cfg.Kind == "probe" {
-		return nil, fmt.Errorf("%s: probes load one seed's encoder each; train them one by one", cfg.Name)
 	}
 	if len(seeds) == 0 {
 		return nil, errors.New("no seeds")
@@ -63,6 +63,25 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 	if err != nil {
 		return nil, err
 	}
+	inputs := make([]map[string]string, k) // per model: the data, and a probe's encoder
+	for i, seed := range seeds {
+		inputs[i] = maps.Clone(ds.SHA256)
+		if cfg.Kind != "probe" {
+			continue
+		}
+		src := filepath.Join(RunDir(o.RunsDir, cfg.ProbeOf, seed), BestFile)
+		if err := loadModel(src, net, i, encoderPrefix(cfg.Modality)); err != nil {
+			return nil, fmt.Errorf("probe %s needs a trained %s run of seed %d: %w", cfg.Name, cfg.ProbeOf, seed, err)
+		}
+		if inputs[i][cfg.ProbeOf+"/"+BestFile], err = artifact.SHA256File(src); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Kind == "probe" {
+		if err := net.Params.Freeze(encoderPrefix(cfg.Modality)); err != nil {
+			return nil, err
+		}
+	}
 	tr, err := newStackedTrainer(net, cfg, k, ds.Train, o)
 	if err != nil {
 		return nil, err
@@ -80,7 +99,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		}
 		recs[i] = &runrecord.Record{
 			Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Seed: seed, Profile: o.Profile,
-			Device: string(o.Device), Libtorch: info.Version, Inputs: ds.SHA256, Params: nparams,
+			Device: string(o.Device), Libtorch: info.Version, Inputs: inputs[i], Params: nparams,
 			Settings: map[string]any{
 				"config": cfg, "max_epochs": maxEpochs, "limit_train": o.LimitTrain, "limit_eval": o.LimitEval,
 				"shuffle": false, "eval_batch": o.EvalBatch, "train_rows": ds.Train.N,
@@ -163,7 +182,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		if states[i].BestEpoch < 0 {
 			return nil, errors.New("no epoch completed")
 		}
-		if err := loadModel(filepath.Join(dirs[i], BestFile), net, i); err != nil {
+		if err := loadModel(filepath.Join(dirs[i], BestFile), net, i, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -222,8 +241,9 @@ func saveModel(path string, net *Network, i int) error {
 	return torch.SaveSafetensors(path, ts, map[string]string{"config": net.Config.Name})
 }
 
-// loadModel copies a single model's checkpoint into model i's slice.
-func loadModel(path string, net *Network, i int) error {
+// loadModel copies a single model's checkpoint into model i's slice: every
+// parameter whose name has the prefix ("" for all).
+func loadModel(path string, net *Network, i int, prefix string) error {
 	s := torch.NewScope()
 	defer s.Close()
 	src, _, err := torch.LoadSafetensors(s, path)
@@ -231,6 +251,9 @@ func loadModel(path string, net *Network, i int) error {
 		return err
 	}
 	for name, dst := range modelSlices(s, net, i) {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
 		t, ok := src[name]
 		if !ok {
 			return fmt.Errorf("checkpoint %s: no parameter %q", path, name)

@@ -211,3 +211,100 @@ func TestStackedLayerNormForms(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeSeedBatch: a probe's seed batch starts each model from its own
+// seed's trained encoder, keeps the encoders frozen, and matches the same
+// probes trained one by one (decisions, validation losses within 1e-5, best
+// weights within 1e-5); its records name each seed's encoder checkpoint.
+func TestProbeSeedBatch(t *testing.T) {
+	data := t.TempDir()
+	writeSyntheticAVMNIST(t, data, [3]int{96, 48, 32})
+	enc, err := LoadConfig("mmixer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig("probe_image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.EarlyStopping = 2
+	seeds := []int64{3, 4}
+	aloneRuns, batchRuns := t.TempDir(), t.TempDir()
+	for _, seed := range seeds {
+		if _, err := Train(enc, Options{Seed: seed, DataDir: data, RunsDir: aloneRuns, MaxEpochs: 1, Threads: 1}); err != nil {
+			t.Fatal(err)
+		}
+		src := filepath.Join(RunDir(aloneRuns, enc.Name, seed), BestFile)
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(RunDir(batchRuns, enc.Name, seed), BestFile)
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := Options{DataDir: data, MaxEpochs: 4, Threads: 1}
+	o := base
+	o.RunsDir = batchRuns
+	batched, err := TrainSeeds(cfg, seeds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, seed := range seeds {
+		o := base
+		o.Seed, o.RunsDir = seed, aloneRuns
+		a, err := Train(cfg, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := batched[i]
+		if len(a.History) != len(b.History) || a.Final.BestEpoch != b.Final.BestEpoch {
+			t.Fatalf("seed %d: alone %d epochs (best %d), batched %d (best %d)", seed, len(a.History), a.Final.BestEpoch, len(b.History), b.Final.BestEpoch)
+		}
+		for e := range a.History {
+			if rel := math.Abs(a.History[e].ValLoss-b.History[e].ValLoss) / math.Abs(a.History[e].ValLoss); rel > 1e-5 {
+				t.Errorf("seed %d epoch %d: validation loss %v alone, %v batched", seed, e, a.History[e].ValLoss, b.History[e].ValLoss)
+			}
+		}
+		if b.Inputs[enc.Name+"/"+BestFile] == "" || b.Inputs[enc.Name+"/"+BestFile] != a.Inputs[enc.Name+"/"+BestFile] {
+			t.Fatalf("seed %d: encoder checksum %q batched, %q alone", seed, b.Inputs[enc.Name+"/"+BestFile], a.Inputs[enc.Name+"/"+BestFile])
+		}
+		compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, cfg.Name, seed), BestFile), filepath.Join(RunDir(batchRuns, cfg.Name, seed), BestFile))
+		// The encoder did not move: the probe's best weights carry the encoder's own.
+		compareEncoder(t, filepath.Join(RunDir(batchRuns, enc.Name, seed), BestFile), filepath.Join(RunDir(batchRuns, cfg.Name, seed), BestFile), encoderPrefix(cfg.Modality))
+	}
+}
+
+// compareEncoder requires the tensors under prefix to be bit-identical in two checkpoints.
+func compareEncoder(t *testing.T, pathA, pathB, prefix string) {
+	t.Helper()
+	s := torch.NewScope()
+	defer s.Close()
+	a, _, err := torch.LoadSafetensors(s, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := torch.LoadSafetensors(s, pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name, tb := range b {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		va, _ := a[name].Float32s()
+		vb, _ := tb.Float32s()
+		for j := range va {
+			if va[j] != vb[j] {
+				t.Fatalf("encoder tensor %s moved (element %d: %v -> %v)", name, j, va[j], vb[j])
+			}
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("no %q tensors in %s", prefix, pathB)
+	}
+}

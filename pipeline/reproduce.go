@@ -165,9 +165,17 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		// The best weights are an output too: probes read them, and a stage
 		// that reads them must wait for the stage that writes them.
 		bestOf := func(seed int64) string { return filepath.Join(model.RunDir(o.Runs, name, seed), model.BestFile) }
-		if o.Profile.SeedBatch && len(o.Profile.Seeds) > 1 && cfg.Kind != "probe" {
-			// One stage trains every seed at once.
+		if o.Profile.SeedBatch && len(o.Profile.Seeds) > 1 {
+			// One stage trains every seed at once (a probe: each seed on its
+			// own seed's encoder).
 			seeds := o.Profile.Seeds
+			inputs := dataInputs
+			if cfg.Kind == "probe" {
+				inputs = slices.Clone(dataInputs)
+				for _, seed := range seeds {
+					inputs = append(inputs, filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), model.BestFile))
+				}
+			}
 			var outs, recs []string
 			for _, seed := range seeds {
 				outs = append(outs, recordOf(seed), bestOf(seed))
@@ -175,7 +183,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			}
 			params["seed_batch"] = seeds
 			stages = append(stages, Stage{
-				Name: "train/" + name, Inputs: dataInputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
+				Name: "train/" + name, Inputs: inputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
 				Run: func(context.Context) error { _, err := model.TrainSeeds(cfg, seeds, opts); return err },
 			})
 			if skip == "" {
