@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/m2mix/m2mix/torch"
@@ -87,3 +88,131 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 type testLog struct{ t *testing.T }
 
 func (l testLog) Write(p []byte) (int, error) { l.t.Log(string(p)); return len(p), nil }
+
+// fakeGraph stands in for a CUDA graph on the CPU. There is no recording:
+// the step between Begin and End runs at once, so the replay right after
+// the capture does nothing, and later replays run the step again on the
+// graph's input rows. It checks the trainer's graph path (warm-up, capture
+// once, input rows copied before every replay) without a GPU; what only a
+// real graph can get wrong, values frozen at capture, is left to
+// TestSeedBatchCUDAGraph.
+type fakeGraph struct {
+	step            func() error
+	skip            bool
+	begins, replays int
+}
+
+func (f *fakeGraph) Begin() error { f.begins++; return nil }
+func (f *fakeGraph) End() error   { f.skip = true; return nil }
+func (f *fakeGraph) Close() error { return nil }
+func (f *fakeGraph) Replay() error {
+	if f.skip {
+		f.skip = false
+		return nil
+	}
+	f.replays++
+	return f.step()
+}
+
+// trainTwoEpochs trains K = 2 stacked M2-Mixer_S models for two epochs on
+// sp and returns the losses and every parameter's values; prepare adjusts
+// the trainer first.
+func trainTwoEpochs(t *testing.T, sp *Split, prepare func(*stackedTrainer)) ([]float64, [][]float32) {
+	t.Helper()
+	cfg, err := LoadConfig("m2mixer_s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := []uint64{42, 43}
+	net, err := NewStackedNetwork(cfg, seeds, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	tr, err := newStackedTrainer(net, cfg, len(seeds), sp, Options{Device: torch.CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	prepare(tr)
+	var losses []float64
+	for epoch := 0; epoch < 2; epoch++ {
+		tr.opt.SetLR(1, cfg.LR/(1+float64(epoch)))
+		l, err := tr.epoch(sp, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, l...)
+	}
+	var params [][]float32
+	for _, p := range net.Params.Tensors {
+		v, err := p.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		params = append(params, v)
+	}
+	return losses, params
+}
+
+// TestGraphStepFlow runs the trainer's CUDA-graph path on the CPU with a
+// stand-in graph: the same losses and weights, bit for bit, as plain steps,
+// one capture after the warm-up, and every later full batch replayed.
+func TestGraphStepFlow(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	const full = 6
+	sp := syntheticAVMNIST(s, 32*full+5, 7, torch.CPU)
+	plainLoss, plainParams := trainTwoEpochs(t, sp, func(*stackedTrainer) {})
+	fake := &fakeGraph{}
+	graphLoss, graphParams := trainTwoEpochs(t, sp, func(tr *stackedTrainer) {
+		tr.graph, tr.input = fake, sp.rows(tr.own, tr.batch)
+		fake.step = func() error {
+			s := torch.NewScope()
+			defer s.Close()
+			return tr.step(tr.input.Batch(s, 0, tr.batch, nil), tr.batch)
+		}
+	})
+	if fake.begins != 1 || fake.replays != 2*full-graphWarmup-1 {
+		t.Fatalf("%d captures and %d replays, want 1 and %d", fake.begins, fake.replays, 2*full-graphWarmup-1)
+	}
+	for i := range plainLoss {
+		if plainLoss[i] != graphLoss[i] {
+			t.Fatalf("loss %d: plain %v, graph path %v", i, plainLoss[i], graphLoss[i])
+		}
+	}
+	for i := range plainParams {
+		if !slices.Equal(plainParams[i], graphParams[i]) {
+			t.Fatalf("parameter %d differs between plain steps and the graph path", i)
+		}
+	}
+}
+
+// TestSeedBatchDeviceForms trains on the CPU with what a GPU runs instead
+// of the CPU's exact forms: masks from integer tensor ops (bit-identical to
+// the CPU loop's) and the vectorized flat Adam (equal up to rounding).
+func TestSeedBatchDeviceForms(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	sp := syntheticAVMNIST(s, 32*4, 8, torch.CPU)
+	cpuLoss, cpuParams := trainTwoEpochs(t, sp, func(*stackedTrainer) {})
+	devLoss, devParams := trainTwoEpochs(t, sp, func(tr *stackedTrainer) {
+		tr.drop.TensorOps, tr.opt.Exact = true, false
+	})
+	for i := range cpuLoss {
+		if rel := math.Abs(cpuLoss[i]-devLoss[i]) / math.Abs(cpuLoss[i]); rel > 1e-5 {
+			t.Fatalf("loss %d: exact forms %v, device forms %v", i, cpuLoss[i], devLoss[i])
+		}
+	}
+	var diff, norm float64
+	for i := range cpuParams {
+		for j := range cpuParams[i] {
+			d := float64(cpuParams[i][j] - devParams[i][j])
+			diff += d * d
+			norm += float64(cpuParams[i][j]) * float64(cpuParams[i][j])
+		}
+	}
+	if rel := math.Sqrt(diff / norm); rel > 1e-5 || rel == 0 {
+		t.Fatalf("weights: exact and device forms differ by %.3g (relative; 0 would mean the device forms did not run)", rel)
+	}
+}

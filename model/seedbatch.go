@@ -303,10 +303,19 @@ type stackedTrainer struct {
 
 	// CUDA graph state: graph is nil without graphs; input holds the
 	// graph's input rows, copied in before each replay.
-	graph    *torch.Graph
+	graph    stepGraph
 	input    *Split
 	warm     int  // plain full-batch steps taken before the capture
 	captured bool // the graph holds the step
+}
+
+// stepGraph is what the trainer needs of a CUDA graph (*torch.Graph); tests
+// on machines without CUDA stand in for it.
+type stepGraph interface {
+	Begin() error
+	End() error
+	Replay() error
+	Close() error
 }
 
 // graphWarmup is how many plain full-batch steps run before the capture:
@@ -316,8 +325,12 @@ const graphWarmup = 3
 
 func newStackedTrainer(net *Network, cfg *Config, k int, train *Split, o Options) (*stackedTrainer, error) {
 	t := &stackedTrainer{net: net, k: k, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log}
+	if t.log == nil {
+		t.log = io.Discard
+	}
 	var err error
 	if t.opt, err = torch.NewFlatAdam(net.Params.Trainable(), k, cfg.LR); err != nil {
+		t.own.Close()
 		return nil, err
 	}
 	if t.drop, err = torch.NewKeyedDropout(o.Device, k, true); err != nil {
@@ -335,9 +348,10 @@ func newStackedTrainer(net *Network, cfg *Config, k int, train *Split, o Options
 	if o.Device != torch.CPU && !o.NoGraphs && train.N >= t.batch {
 		if !torch.GraphsAvailable() {
 			fmt.Fprintf(o.Log, "%s: CUDA graphs unavailable in this shim; plain steps\n", cfg.Name)
-		} else if t.graph, err = torch.NewGraph(o.Device); err != nil {
+		} else if g, err := torch.NewGraph(o.Device); err != nil {
 			fmt.Fprintf(o.Log, "%s: %v; plain steps\n", cfg.Name, err)
 		} else {
+			t.graph = g
 			t.input = train.rows(t.own, t.batch)
 			if err := t.own.Err(); err != nil {
 				t.Close()
