@@ -23,7 +23,7 @@ func BenchmarkKeyedDropout(b *testing.B) {
 			b.Fatal(err)
 		}
 		ls.Close()
-		d.site = 0
+		d.Rewind()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(10*32*80*1024), "ns/element")
 }

@@ -9,19 +9,31 @@ import "fmt"
 
 // KeyedDropout draws dropout masks from keys rather than from a generator's
 // state: an element's mask is a pure function of its model's key, the step
-// counter, the dropout site (the call's ordinal within the step) and the
-// element's index. So a resumed run, a model trained in a seed batch and a
-// replayed CUDA graph each draw exactly the masks a fresh lone run draws,
+// counter and the element's index within the step (each dropout site takes
+// the next indices). So a resumed run, a model trained in a seed batch and
+// a replayed CUDA graph each draw exactly the masks a fresh lone run draws,
 // and the step counter lives on the device, where a graph advances it.
+//
+// From the second step on, the first site of a step computes the masks of
+// every site of the step at once (the "bank", laid out as the previous step
+// was), and each site multiplies by its slice: on a GPU that is one set of
+// integer kernels per step instead of one per site. A site that does not fit
+// the bank (another dropout rate, a smaller last batch) computes its own
+// masks, which are the same values.
 type KeyedDropout struct {
 	// TensorOps computes masks with integer tensor ops even on the CPU (a
-	// device always does); tests use it to check the two forms agree.
-	TensorOps bool
-	stacked   bool
-	site      int64
-	keys      *Tensor // (models) int64
-	counter   *Tensor // (1) int64: steps taken this epoch
-	own       *Scope
+	// device always does); NoBank computes every site on its own. Tests use
+	// both to check that every way gives the same masks.
+	TensorOps, NoBank bool
+	stacked           bool
+	k                 int64
+	offset            int64   // per-model elements used so far this step
+	sizes, last       []int64 // per-model element counts of this step's and the last step's sites
+	bank              *Tensor // this step's masks (k, sum(last)), made in the step's scope
+	bankP             float64
+	keys              *Tensor // (models) int64
+	counter           *Tensor // (1) int64: steps taken this epoch
+	own               *Scope
 }
 
 // NewKeyedDropout prepares dropout for k models on device. stacked: inputs
@@ -31,7 +43,7 @@ func NewKeyedDropout(device Device, k int, stacked bool) (*KeyedDropout, error) 
 		return nil, fmt.Errorf("keyed dropout: %d keys for an unstacked model", k)
 	}
 	s := NewScope()
-	d := &KeyedDropout{stacked: stacked, own: s}
+	d := &KeyedDropout{stacked: stacked, k: int64(k), own: s}
 	d.keys = s.Full(0, Int64, device, int64(k))
 	d.counter = s.Full(0, Int64, device, 1)
 	if err := s.Err(); err != nil {
@@ -52,28 +64,69 @@ func (d *KeyedDropout) StartEpoch(keys []uint64) error {
 	if err := d.keys.CopyFrom(s.From(v, int64(len(v)))); err != nil {
 		return fmt.Errorf("dropout keys: %w", err)
 	}
-	d.site = 0
+	d.Rewind()
 	return d.counter.Fill(0)
 }
 
 // Apply is inverted dropout of x with probability p at the next site.
 func (d *KeyedDropout) Apply(s *Scope, x *Tensor, p float64) *Tensor {
-	site := d.site
-	d.site++
+	if s.err != nil {
+		return &Tensor{scope: s}
+	}
+	n, err := x.Numel()
+	if err != nil {
+		return s.fail("dropout", err)
+	}
+	if d.k > 0 {
+		n /= d.k
+	}
+	offset := d.offset
+	if offset == 0 && !d.NoBank && len(d.last) > 0 && d.last[0] == n {
+		total := int64(0)
+		for _, m := range d.last {
+			total += m
+		}
+		dt, err := x.DType()
+		if err != nil {
+			return s.fail("dropout", err)
+		}
+		d.bank, d.bankP = s.call("dropout masks", func(out *C.m2t_tensor) C.m2t_err {
+			return C.m2t_dropout_bank(d.keys.h, d.counter.h, C.int64_t(total), C.double(p), C.int(dt), cBool(d.TensorOps), out)
+		}), p
+	}
+	d.offset += n
+	d.sizes = append(d.sizes, n)
+	if bank := d.bank; bank.Valid() && p == d.bankP && offset+n <= d.total() {
+		shape, err := x.Shape()
+		if err != nil {
+			return s.fail("dropout", err)
+		}
+		return s.Mul(x, s.Reshape(s.Narrow(bank, 1, offset, n), shape...))
+	}
 	return s.call("dropout", func(out *C.m2t_tensor) C.m2t_err {
-		return C.m2t_dropout_keyed(x.h, C.double(p), d.keys.h, d.counter.h, C.int64_t(site), cBool(d.stacked), cBool(d.TensorOps), out)
+		return C.m2t_dropout_keyed(x.h, C.double(p), d.keys.h, d.counter.h, C.int64_t(offset), cBool(d.stacked), cBool(d.TensorOps), out)
 	}, x)
 }
 
-// EndStep advances the step counter on the device and restarts the sites.
+func (d *KeyedDropout) total() int64 {
+	t := int64(0)
+	for _, m := range d.last {
+		t += m
+	}
+	return t
+}
+
+// EndStep advances the step counter on the device; the next step's sites
+// start again at element 0, laid out like this step's.
 func (d *KeyedDropout) EndStep() error {
-	d.site = 0
+	d.last, d.sizes = d.sizes, nil
+	d.offset, d.bank = 0, nil
 	return d.counter.inplace("add_", C.M2T_ADD_SCALAR_, nil, 1)
 }
 
-// Rewind restarts the sites of a step that did not complete (a failed
-// CUDA graph capture), so the step can be taken again.
-func (d *KeyedDropout) Rewind() { d.site = 0 }
+// Rewind restarts a step that did not complete (a failed CUDA graph
+// capture), so the step can be taken again.
+func (d *KeyedDropout) Rewind() { d.offset, d.sizes, d.bank = 0, nil, nil }
 
 // Close frees the keys and counter.
 func (d *KeyedDropout) Close() { d.own.Close() }

@@ -6,22 +6,23 @@ import (
 )
 
 // keyedMaskRef is the keyed dropout formula written out independently of
-// the shim (see m2t_dropout_keyed): element i of a model with this key, at
-// this step counter and site, is kept when its 24-bit draw (one of two from
-// hash i/2) is at least ceil(p * 2^24).
-func keyedMaskRef(key, counter, site uint64, n int, p float64) []float32 {
+// the shim (see keyed_mask in m2t.cpp): element e (counted through the
+// step) of a model with this key, at this step counter, is kept when its
+// 24-bit draw (one of two from hash e/2) is at least ceil(p * 2^24).
+func keyedMaskRef(key, counter uint64, offset, n int, p float64) []float32 {
 	mix := func(z uint64) uint64 {
 		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
 		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 		return z ^ (z >> 31)
 	}
-	base := mix(key + counter*0xD1B54A32D192ED03 + site*0xAEF17502108EF2D9)
+	base := mix(key + counter*0xD1B54A32D192ED03)
 	cut := uint64(math.Ceil(p * (1 << 24)))
 	out := make([]float32, n)
 	for i := range out {
-		z := mix(base + uint64(i/2+1)*0x9E3779B97F4A7C15)
+		e := offset + i
+		z := mix(base + uint64(e/2+1)*0x9E3779B97F4A7C15)
 		u := z >> 40 // two 24-bit draws per hash
-		if i%2 == 1 {
+		if e%2 == 1 {
 			u = (z >> 16) & 0xFFFFFF
 		}
 		if u >= cut {
@@ -31,85 +32,108 @@ func keyedMaskRef(key, counter, site uint64, n int, p float64) []float32 {
 	return out
 }
 
+// dropSteps runs steps of dropout sites on ones and returns every site's
+// output, step by step: sites[i] is (elements per model, p).
+func dropSteps(t *testing.T, keys []uint64, stacked bool, configure func(*KeyedDropout), steps int, sites [][2]float64) [][][]float32 {
+	t.Helper()
+	d, err := NewKeyedDropout(CPU, len(keys), stacked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	configure(d)
+	if err := d.StartEpoch(keys); err != nil {
+		t.Fatal(err)
+	}
+	var out [][][]float32
+	for step := 0; step < steps; step++ {
+		ss := NewScope()
+		var got [][]float32
+		for _, site := range sites {
+			shape := []int64{int64(site[0])}
+			if stacked {
+				shape = []int64{int64(len(keys)), int64(site[0])}
+			}
+			v, err := d.Apply(ss, ss.Full(1, Float32, CPU, shape...), site[1]).Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, v)
+		}
+		ss.Close()
+		if err := d.EndStep(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got)
+	}
+	return out
+}
+
 // TestKeyedDropout checks the masks against the formula written out in Go,
-// the CPU loop against the tensor-op form the GPU runs (bit for bit), the
-// kept fraction, that a stacked draw is each model's lone draw, and that
-// sites and steps give fresh masks.
+// for the CPU loop, the tensor-op form the GPU runs and the per-step bank
+// alike (bit for bit), stacked and alone; a site of another rate or size
+// than the bank still gets the formula's masks; and the kept fraction.
 func TestKeyedDropout(t *testing.T) {
-	const n, p = 5003, 0.25
 	keys := []uint64{9, 1 << 63, 77}
-	s := newTestScope(t)
-	draw := func(keys []uint64, stacked, tensorOps bool, steps, sites int) []float32 {
-		d, err := NewKeyedDropout(CPU, len(keys), stacked)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		d.TensorOps = tensorOps
-		if err := d.StartEpoch(keys); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < steps; i++ {
-			if err := d.EndStep(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		shape := []int64{n}
-		if stacked {
-			shape = []int64{int64(len(keys)), n}
-		}
-		var v []float32
-		for i := 0; i <= sites; i++ {
-			var err error
-			if v, err = d.Apply(s, s.Full(1, Float32, CPU, shape...), p).Float32s(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return v
+	// An odd-sized first site puts the next one at an odd offset; the third
+	// site has another rate, so it cannot use the bank.
+	sites := [][2]float64{{1001, 0.25}, {4002, 0.25}, {63, 0.5}, {7, 0.25}}
+	forms := map[string]func(*KeyedDropout){
+		"loop, per site":   func(d *KeyedDropout) { d.NoBank = true },
+		"loop, bank":       func(d *KeyedDropout) {},
+		"tensor ops, site": func(d *KeyedDropout) { d.NoBank, d.TensorOps = true, true },
+		"tensor ops, bank": func(d *KeyedDropout) { d.TensorOps = true },
 	}
-	for _, tensorOps := range []bool{false, true} {
-		lone := draw(keys[1:2], false, tensorOps, 2, 1) // step 2, site 1
-		if want := keyedMaskRef(keys[1], 2, 1, n, p); !equalFloats(lone, want) {
-			t.Fatalf("tensorOps %v: mask differs from the formula", tensorOps)
-		}
-		stacked := draw(keys, true, tensorOps, 2, 1)
-		for m, key := range keys {
-			if !equalFloats(stacked[m*n:(m+1)*n], keyedMaskRef(key, 2, 1, n, p)) {
-				t.Fatalf("tensorOps %v: stacked model %d differs from its lone mask", tensorOps, m)
+	for name, form := range forms {
+		for _, stacked := range []bool{false, true} {
+			ks := keys[1:2]
+			if stacked {
+				ks = keys
+			}
+			got := dropSteps(t, ks, stacked, form, 3, sites)
+			for step := range got {
+				offset := 0
+				for si, site := range sites {
+					n := int(site[0])
+					for m, key := range ks {
+						if want := keyedMaskRef(key, uint64(step), offset, n, site[1]); !equalFloats(got[step][si][m*n:(m+1)*n], want) {
+							t.Fatalf("%s, stacked %v: step %d site %d model %d differs from the formula", name, stacked, step, si, m)
+						}
+					}
+					offset += n
+				}
 			}
 		}
 	}
-	a := draw(keys[:1], false, false, 0, 0)
+	a := keyedMaskRef(keys[0], 0, 0, 5003, 0.25)
 	kept := 0
-	for i, v := range a {
-		switch v {
-		case 0:
-		case float32(1 / (1 - p)):
+	for _, v := range a {
+		if v != 0 {
 			kept++
-		default:
-			t.Fatalf("element %d = %v, want 0 or 1/(1-p)", i, v)
 		}
 	}
-	if f := float64(kept) / n; math.Abs(f-(1-p)) > 0.03 {
-		t.Fatalf("kept fraction %.3f, want about %.2f", f, 1-p)
+	if f := float64(kept) / 5003; math.Abs(f-0.75) > 0.03 {
+		t.Fatalf("kept fraction %.3f, want about 0.75", f)
 	}
-	for _, other := range [][]float32{draw(keys[:1], false, false, 1, 0), draw(keys[:1], false, false, 0, 1), draw(keys[1:2], false, false, 0, 0)} {
-		if equalFloats(a, other) {
-			t.Fatal("another step, site or key gave the same mask")
-		}
+	if equalFloats(a, keyedMaskRef(keys[0], 1, 0, 5003, 0.25)) || equalFloats(a, keyedMaskRef(keys[1], 0, 0, 5003, 0.25)) {
+		t.Fatal("another step or key gave the same mask")
 	}
 
 	// float64 inputs: both forms again.
-	d, _ := NewKeyedDropout(CPU, 1, false)
-	defer d.Close()
-	d.StartEpoch(keys[:1])
+	s := newTestScope(t)
 	x := s.Full(1, Float64, CPU, 64)
-	loop, _ := d.Apply(s, x, 0.5).Float64s()
-	d.TensorOps, d.site = true, 0
-	ops, _ := d.Apply(s, x, 0.5).Float64s()
-	for i := range loop {
-		if loop[i] != ops[i] || float32(loop[i]) != keyedMaskRef(keys[0], 0, 0, 64, 0.5)[i] {
-			t.Fatalf("float64 element %d: loop %v, tensor ops %v", i, loop[i], ops[i])
+	var outs [2][]float64
+	for i, ops := range []bool{false, true} {
+		d, _ := NewKeyedDropout(CPU, 1, false)
+		d.TensorOps = ops
+		d.StartEpoch(keys[:1])
+		outs[i], _ = d.Apply(s, x, 0.5).Float64s()
+		d.Close()
+	}
+	ref := keyedMaskRef(keys[0], 0, 0, 64, 0.5)
+	for i := range ref {
+		if outs[0][i] != outs[1][i] || float32(outs[0][i]) != ref[i] {
+			t.Fatalf("float64 element %d: loop %v, tensor ops %v", i, outs[0][i], outs[1][i])
 		}
 	}
 }
@@ -131,6 +155,7 @@ func TestKeyedDropoutErrors(t *testing.T) {
 	}
 	t.Logf("as expected: %v", s.Err())
 	s2 := newTestScope(t)
+	d.Rewind()
 	d.Apply(s2, s2.Full(1, Float32, CPU, 3, 5), 1)
 	if s2.Err() == nil {
 		t.Fatal("p = 1: no error")

@@ -72,28 +72,35 @@ func TestGraphCUDA(t *testing.T) {
 	}
 }
 
-// TestKeyedDropoutCUDA: the device's tensor-op masks equal the CPU loop's
-// bit for bit, stacked and not.
+// TestKeyedDropoutCUDA: the device's tensor-op masks, per site and from
+// the per-step bank, equal the CPU loop's bit for bit.
 func TestKeyedDropoutCUDA(t *testing.T) {
 	dev := cudaTestDevice(t)
 	s := newTestScope(t)
 	keys := []uint64{3, 1 << 62, 12345}
-	mask := func(d Device) []float32 {
+	masks := func(d Device, noBank bool) []float32 {
 		drop, err := NewKeyedDropout(d, len(keys), true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer drop.Close()
+		drop.NoBank = noBank
 		drop.StartEpoch(keys)
-		drop.EndStep()
-		drop.Apply(s, s.Full(1, Float32, d, 3, 7, 129), 0.1)
-		v, err := s.To(drop.Apply(s, s.Full(1, Float32, d, 3, 7, 129), 0.1), CPU).Float32s()
-		if err != nil {
-			t.Fatal(err)
+		var all []float32
+		for step := 0; step < 2; step++ { // the second step uses the bank
+			for _, n := range []int64{7 * 129, 33} {
+				v, err := s.To(drop.Apply(s, s.Full(1, Float32, d, 3, n), 0.1), CPU).Float32s()
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, v...)
+			}
+			drop.EndStep()
 		}
-		return v
+		return all
 	}
-	if !equalFloats(mask(CPU), mask(dev)) {
+	want := masks(CPU, true)
+	if !equalFloats(want, masks(dev, true)) || !equalFloats(want, masks(dev, false)) {
 		t.Fatal("CUDA masks differ from the CPU's")
 	}
 }

@@ -497,21 +497,22 @@ m2t_err m2t_stacked_layer_norm(m2t_tensor x, m2t_tensor w, m2t_tensor b, double 
 namespace {
 
 // Keyed dropout. A mask element is a pure function of (model key, step
-// counter, site, element index): splitmix64's finaliser over a Weyl
-// sequence, as in splitmix64 itself. Nothing is sequential, so the CPU fills
-// masks in parallel, a device computes them with a dozen integer tensor ops,
-// a CUDA graph replays them with the counter advancing on the device, and a
-// model trained in a seed batch draws exactly the masks it draws alone.
+// counter, element index): splitmix64's finaliser over a Weyl sequence, as
+// in splitmix64 itself. Element indices run through the step: a model's
+// first dropout site takes indices 0..n1-1, the next n1..n1+n2-1, and so on.
+// Nothing is sequential, so the CPU fills masks in parallel, a device
+// computes them with a dozen integer tensor ops (for a whole step at once:
+// m2t_dropout_bank), a CUDA graph replays them with the counter advancing
+// on the device, and a model trained in a seed batch draws exactly the
+// masks it draws alone.
 //
-//   base = mix64(key + counter * kCounterMul + site * kSiteMul)
+//   base = mix64(key + counter * kCounterMul)
 //   z_j  = mix64(base + (j + 1) * kGamma)
-//   u_i  = bits 40..63 of z_(i/2) for even i, bits 16..39 for odd i (two
-//          24-bit draws per hash; i counts the model's own elements in
-//          row-major order)
-//   keep element i when u_i >= ceil(p * 2^24), scaled by 1 / (1 - p)
+//   u_e  = bits 40..63 of z_(e/2) for even e, bits 16..39 for odd e (two
+//          24-bit draws per hash; e counts the model's own elements)
+//   keep element e when u_e >= ceil(p * 2^24), scaled by 1 / (1 - p)
 constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ULL;
 constexpr uint64_t kCounterMul = 0xD1B54A32D192ED03ULL;
-constexpr uint64_t kSiteMul = 0xAEF17502108EF2D9ULL;
 constexpr uint64_t kMix1 = 0xBF58476D1CE4E5B9ULL;
 constexpr uint64_t kMix2 = 0x94D049BB133111EBULL;
 
@@ -533,71 +534,91 @@ torch::Tensor mix64_t(torch::Tensor z) {
   return torch::bitwise_xor(z, shr(z, 31));
 }
 
+// fill_keyed_mask writes elements [offset, offset+n) of one model's masks.
 template <typename T>
-void fill_keyed_mask(T *d, int64_t n, uint64_t base, uint64_t cut, T keep) {
-  // Work in pairs so each chunk starts on an even element (parallel_for
-  // runs on libtorch's OpenMP threads when the shim is built with -fopenmp).
-  at::parallel_for(0, (n + 1) / 2, 1 << 13, [&](int64_t b, int64_t e) {
+void fill_keyed_mask(T *d, int64_t offset, int64_t n, uint64_t base, uint64_t cut, T keep) {
+  if (n <= 0) return;
+  const int64_t first = offset >> 1, last = (offset + n - 1) >> 1;  // pairs touched
+  at::parallel_for(first, last + 1, 1 << 13, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; j++) {
       const uint64_t z = mix64(base + static_cast<uint64_t>(j + 1) * kGamma);
-      d[2 * j] = keep * static_cast<T>((z >> 40) >= cut);
-      if (2 * j + 1 < n) d[2 * j + 1] = keep * static_cast<T>(((z >> 16) & 0xFFFFFF) >= cut);
+      const int64_t even = 2 * j - offset;
+      if (even >= 0) d[even] = keep * static_cast<T>((z >> 40) >= cut);
+      if (even + 1 < n) d[even + 1] = keep * static_cast<T>(((z >> 16) & 0xFFFFFF) >= cut);
     }
   });
+}
+
+// keyed_mask is the (k, n) keep-mask of elements [offset, offset+n) of each
+// model, in opts' dtype and device; the tensor-op form runs on a device or
+// when asked (tests compare the two forms).
+torch::Tensor keyed_mask(const torch::Tensor &keys, const torch::Tensor &counter, int64_t offset, int64_t n, double p,
+                         torch::TensorOptions opts, bool tensor_ops) {
+  if (p < 0 || p >= 1) throw std::invalid_argument("p must be in [0, 1)");
+  if (keys.scalar_type() != torch::kInt64 || keys.dim() != 1) throw std::invalid_argument("keys must be a 1-D int64 tensor");
+  if (counter.scalar_type() != torch::kInt64 || counter.numel() != 1) throw std::invalid_argument("the counter must be one int64");
+  if (keys.device() != opts.device() || counter.device() != opts.device()) throw std::invalid_argument("keys, counter and input must be on one device");
+  if (opts.dtype() != torch::kFloat32 && opts.dtype() != torch::kFloat64) throw std::invalid_argument("float tensors only");
+  if (offset < 0 || n < 0) throw std::invalid_argument("negative element range");
+  torch::NoGradGuard no_grad;
+  const int64_t k = keys.numel();
+  const uint64_t cut = static_cast<uint64_t>(std::ceil(p * 16777216.0));
+  const double keep = 1.0 / (1.0 - p);
+  if (opts.device().is_cpu() && !tensor_ops) {
+    auto mask = torch::empty({k, n}, opts);
+    auto kp = keys.contiguous();
+    const uint64_t c = static_cast<uint64_t>(counter.item<int64_t>());
+    for (int64_t j = 0; j < k; j++) {
+      const uint64_t base = mix64(static_cast<uint64_t>(kp.data_ptr<int64_t>()[j]) + c * kCounterMul);
+      if (opts.dtype() == torch::kFloat32)
+        fill_keyed_mask<float>(mask.data_ptr<float>() + j * n, offset, n, base, cut, static_cast<float>(keep));
+      else
+        fill_keyed_mask<double>(mask.data_ptr<double>() + j * n, offset, n, base, cut, keep);
+    }
+    return mask;
+  }
+  auto iopts = keys.options();
+  auto base = mix64_t(keys + counter.reshape({}) * as_i64(kCounterMul));
+  auto e = torch::arange(offset, offset + n, iopts);
+  auto z = mix64_t(base.view({k, 1}) + (torch::bitwise_right_shift(e, 1) + 1) * as_i64(kGamma));
+  // even e: bits 40..63; odd e: bits 16..39 (sign bits masked off either way)
+  auto u = torch::bitwise_and(torch::bitwise_right_shift(z, 40 - 24 * torch::bitwise_and(e, 1)), 0xFFFFFF);
+  return torch::where(u >= static_cast<int64_t>(cut), torch::full({}, keep, opts), torch::zeros({}, opts));
 }
 
 }  // namespace
 
 extern "C" {
 
-// m2t_dropout_keyed is inverted dropout with keyed masks (see above). keys
-// holds one int64 key per model; with stacked, x's first dimension is the
-// model axis, else there is one key and x is that model's tensor. counter is
-// a one-element int64 tensor (the step), read on the device by the tensor-op
-// form. tensor_ops forces that form on the CPU (tests compare the two).
-m2t_err m2t_dropout_keyed(m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t site, int stacked,
+// m2t_dropout_keyed is inverted dropout of x with keyed masks (see above),
+// elements [offset, offset + n) of each model. keys holds one int64 key per
+// model; with stacked, x's first dimension is the model axis, else there is
+// one key and x is that model's tensor. counter is a one-element int64
+// tensor (the step), read on the device by the tensor-op form. tensor_ops
+// forces that form on the CPU.
+m2t_err m2t_dropout_keyed(m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t offset, int stacked,
                           int tensor_ops, m2t_tensor *out) {
   TRY
   auto &t = get(x);
   auto &ks = get(keys, "dropout keys");
-  auto &ctr = get(counter, "dropout counter");
-  if (p < 0 || p >= 1) throw std::invalid_argument("dropout: p must be in [0, 1)");
-  if (ks.scalar_type() != torch::kInt64 || ks.dim() != 1) throw std::invalid_argument("dropout: keys must be a 1-D int64 tensor");
-  if (ctr.scalar_type() != torch::kInt64 || ctr.numel() != 1) throw std::invalid_argument("dropout: the counter must be one int64");
-  if (ks.device() != t.device() || ctr.device() != t.device()) throw std::invalid_argument("dropout: keys, counter and input must be on one device");
-  if (t.scalar_type() != torch::kFloat32 && t.scalar_type() != torch::kFloat64) throw std::invalid_argument("dropout: float tensors only");
   const int64_t k = ks.numel();
   if (stacked ? (t.dim() < 1 || t.size(0) != k) : k != 1)
-    throw std::invalid_argument("dropout: " + std::to_string(k) + " keys for an input of shape " + c10::str(t.sizes()) +
+    throw std::invalid_argument("" + std::to_string(k) + " keys for an input of shape " + c10::str(t.sizes()) +
                                 (stacked ? " (stacked)" : ""));
-  if (p == 0) { *out = wrap(t * 1.0); return nullptr; }
-  const int64_t n = k ? t.numel() / k : 0;
-  const uint64_t cut = static_cast<uint64_t>(std::ceil(p * 16777216.0));
-  const double keep = 1.0 / (1.0 - p);
-  torch::Tensor mask;
-  if (t.is_cpu() && !tensor_ops) {
-    torch::NoGradGuard no_grad;
-    mask = torch::empty(t.sizes(), t.options().requires_grad(false));
-    auto kp = ks.contiguous();
-    const uint64_t c = static_cast<uint64_t>(ctr.item<int64_t>());
-    for (int64_t j = 0; j < k; j++) {
-      const uint64_t base = mix64(static_cast<uint64_t>(kp.data_ptr<int64_t>()[j]) + c * kCounterMul + site * kSiteMul);
-      if (t.scalar_type() == torch::kFloat32)
-        fill_keyed_mask<float>(mask.data_ptr<float>() + j * n, n, base, cut, static_cast<float>(keep));
-      else
-        fill_keyed_mask<double>(mask.data_ptr<double>() + j * n, n, base, cut, keep);
-    }
-  } else {
-    torch::NoGradGuard no_grad;
-    auto base = mix64_t(ks + ctr.reshape({}) * as_i64(kCounterMul) + as_i64(static_cast<uint64_t>(site) * kSiteMul));
-    auto i = torch::arange(n, ks.options());
-    auto z = mix64_t(base.view({k, 1}) + (torch::bitwise_right_shift(i, 1) + 1) * as_i64(kGamma));
-    // even i: bits 40..63; odd i: bits 16..39 (sign bits masked off either way)
-    auto u = torch::bitwise_and(torch::bitwise_right_shift(z, 40 - 24 * torch::bitwise_and(i, 1)), 0xFFFFFF);
-    mask = torch::where(u >= static_cast<int64_t>(cut), torch::full({}, keep, t.options()), torch::zeros({}, t.options()))
-               .view(t.sizes());
-  }
-  *out = wrap(t * mask);
+  auto mask = keyed_mask(ks, get(counter, "dropout counter"), offset, k ? t.numel() / k : 0, p,
+                         t.options().requires_grad(false), tensor_ops);
+  *out = wrap(t * mask.view(t.sizes()));
+  CATCH
+}
+
+// m2t_dropout_bank is the (k, n) keep-mask of elements [0, n) of each model
+// at the current step: every dropout site of a step takes its columns of
+// it, one computation for the whole step instead of one per site.
+m2t_err m2t_dropout_bank(m2t_tensor keys, m2t_tensor counter, int64_t n, double p, int dtype, int tensor_ops, m2t_tensor *out) {
+  TRY
+  auto &ks = get(keys, "dropout keys");
+  *out = wrap(keyed_mask(ks, get(counter, "dropout counter"), 0, n, p,
+                         torch::TensorOptions().dtype(scalar_type(dtype)).device(ks.device()), tensor_ops));
   CATCH
 }
 

@@ -66,7 +66,8 @@ typedef char *m2t_err;
   X(m2t_adam_free, (m2t_adam opt), (opt)) \
   X(m2t_stacked_linear, (m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out), (x, w, b, out)) \
   X(m2t_stacked_layer_norm, (m2t_tensor x, m2t_tensor w, m2t_tensor b, double eps, m2t_tensor *out), (x, w, b, eps, out)) \
-  X(m2t_dropout_keyed, (m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t site, int stacked, int tensor_ops, m2t_tensor *out), (x, p, keys, counter, site, stacked, tensor_ops, out)) \
+  X(m2t_dropout_keyed, (m2t_tensor x, double p, m2t_tensor keys, m2t_tensor counter, int64_t offset, int stacked, int tensor_ops, m2t_tensor *out), (x, p, keys, counter, offset, stacked, tensor_ops, out)) \
+  X(m2t_dropout_bank, (m2t_tensor keys, m2t_tensor counter, int64_t n, double p, int dtype, int tensor_ops, m2t_tensor *out), (keys, counter, n, p, dtype, tensor_ops, out)) \
   X(m2t_flatten_params, (const m2t_tensor *params, int n, int64_t k, int64_t *per, m2t_tensor *flat, m2t_tensor *grad), (params, n, k, per, flat, grad)) \
   X(m2t_flat_model_index, (const int64_t *per, int n, int64_t k, const char *device, m2t_tensor *out), (per, n, k, device, out)) \
   X(m2t_adam_flat_step, (m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index, const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1, double beta2, double eps, int exact), (params, grads, exp_avg, exp_avg_sq, model_index, per, n, steps, lrs, active, beta1, beta2, eps, exact)) \
