@@ -30,6 +30,6 @@ rc=$?
 set -e
 end=$(date +%s)
 kill $smi 2>/dev/null || true
-(cd "$work" && find runs -name record.json | tar -cf - -T - results 2>/dev/null) | tar -xf - -C "$OUT"
-grep -E '^\[|CUDA graph|report:|FAILED' "$OUT/reproduce.log" | tail -60
+(cd "$work" && { find runs -name record.json 2>/dev/null; [ -d results ] && echo results; } | tar -cf - -T -) | tar -xf - -C "$OUT" || true
+grep -E '^\[|CUDA graph|report:|FAILED' "$OUT/reproduce.log" | tail -60 || true
 echo "reproduce --profile paper: exit $rc after $((end - start)) s (limit $LIMIT s)"
