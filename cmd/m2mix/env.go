@@ -12,7 +12,7 @@ import (
 func newEnvCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "env",
-		Short: "Show the libtorch this binary runs on: version, CUDA devices, threads, BLAS, shim path",
+		Short: "Show the libtorch this binary runs on: version, CUDA devices and graphs, threads, BLAS, shim path",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info, err := torch.GetInfo()
@@ -27,6 +27,11 @@ func newEnvCmd() *cobra.Command {
 				cuda = fmt.Sprintf("usable, %d device(s)", info.CUDADevices)
 			}
 			fmt.Fprintf(w, "cuda:          %s\n", cuda)
+			graphs := "not in this shim (CPU libtorch or no CUDA headers at build time)"
+			if torch.GraphsAvailable() {
+				graphs = "built in"
+			}
+			fmt.Fprintf(w, "cuda graphs:   %s\n", graphs)
 			fmt.Fprintf(w, "intra-op threads: %d\n", info.Threads)
 			blas := "none mapped"
 			if len(info.BLAS) > 0 {
