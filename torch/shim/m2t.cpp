@@ -759,8 +759,15 @@ namespace {
 // One capture at a time in the process: stages training at once each
 // capture their own graph, and a capture sees only its own thread's work
 // (thread-local capture mode), so another thread's allocations and launches
-// neither fail nor spoil it.
+// neither fail nor spoil it. The device-wide waits below take the same lock,
+// since waiting on a stream that is being captured would spoil the capture.
 std::mutex capture_mutex;
+
+// sync_device waits for all work on the device, never during a capture.
+void sync_device() {
+  std::lock_guard<std::mutex> hold(capture_mutex);
+  c10::cuda::device_synchronize();
+}
 
 struct Graph {
   c10::cuda::CUDAStream previous;
@@ -784,7 +791,7 @@ m2t_err m2t_graph_new(const char *device, m2t_graph *out) {
   torch::Device dev(device);
   if (!dev.is_cuda()) throw std::invalid_argument("CUDA graphs need a CUDA device, not " + dev.str());
   auto idx = dev.has_index() ? dev.index() : static_cast<c10::DeviceIndex>(c10::cuda::current_device());
-  c10::cuda::device_synchronize();
+  sync_device();  // the side stream does not wait for the default stream by itself
   auto g = std::make_unique<Graph>(c10::cuda::getCurrentCUDAStream(idx), c10::cuda::getStreamFromPool(false, idx));
   c10::cuda::setCurrentCUDAStream(g->side);
   *out = g.release();
@@ -795,8 +802,8 @@ m2t_err m2t_graph_begin(m2t_graph h) {
   TRY
   auto &g = graph_of(h);
   if (g.captured || g.capturing) throw std::invalid_argument("graph: already captured");
-  c10::cuda::device_synchronize();
   std::unique_lock<std::mutex> hold(capture_mutex);
+  c10::cuda::device_synchronize();
   g.graph = std::make_unique<at::cuda::CUDAGraph>();
 #if TORCH_VERSION_MAJOR >= 2
   g.graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
@@ -831,7 +838,7 @@ m2t_err m2t_graph_free(m2t_graph h) {
   TRY
   if (h == nullptr) throw std::invalid_argument("free of nil graph");
   std::unique_ptr<Graph> g(static_cast<Graph *>(h));
-  c10::cuda::device_synchronize();
+  sync_device();
   c10::cuda::setCurrentCUDAStream(g->previous);
   CATCH
 }
