@@ -484,10 +484,16 @@ func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
 	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
 }
 
-// evaluateStacked runs every model with dropout off over a split. Losses
-// and predictions stay on the device until the split is done, then come
-// back in one read per head.
+// evaluateStacked runs every model of a stacked network with dropout off
+// over a split.
 func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, error) {
+	return evaluateModels(net, sp, batch, k, true)
+}
+
+// evaluateModels runs k models (stacked, or one unstacked network) with
+// dropout off over a split. Losses and predictions stay on the device until
+// the split is done, then come back in one read per head.
+func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]*evaluation, error) {
 	evs := make([]*evaluation, k)
 	for i := range evs {
 		evs[i] = &evaluation{loss: map[string]float64{}, acc: map[string]float64{}, pred: map[string][]int64{}}
@@ -503,7 +509,12 @@ func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, 
 			s := torch.NewScope()
 			b := sp.Batch(s, lo, n, nil)
 			for h, l := range net.Forward(s, b, Mode{}) {
-				sum := acc.Adopt(stackedCE(s, l, b.Label, k, torch.ReduceSum))
+				var sum *torch.Tensor
+				if stacked {
+					sum = acc.Adopt(stackedCE(s, l, b.Label, k, torch.ReduceSum))
+				} else {
+					sum = acc.Adopt(s.Reshape(s.CrossEntropy(l, b.Label, torch.ReduceSum), 1))
+				}
 				if prev := lossSum[h]; prev != nil {
 					sum = acc.Add(prev, sum)
 				}

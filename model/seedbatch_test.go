@@ -122,14 +122,7 @@ func compareCheckpoints(t *testing.T, pathA, pathB string) {
 	t.Helper()
 	s := torch.NewScope()
 	defer s.Close()
-	a, _, err := torch.LoadSafetensors(s, pathA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := torch.LoadSafetensors(s, pathB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := loadCheckpoints(t, s, pathA, pathB)
 	if len(a) != len(b) {
 		t.Fatalf("%d tensors vs %d", len(a), len(b))
 	}
@@ -282,14 +275,7 @@ func compareEncoder(t *testing.T, pathA, pathB, prefix string) {
 	t.Helper()
 	s := torch.NewScope()
 	defer s.Close()
-	a, _, err := torch.LoadSafetensors(s, pathA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := torch.LoadSafetensors(s, pathB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := loadCheckpoints(t, s, pathA, pathB)
 	n := 0
 	for name, tb := range b {
 		if !strings.HasPrefix(name, prefix) {
@@ -307,4 +293,18 @@ func compareEncoder(t *testing.T, pathA, pathB, prefix string) {
 	if n == 0 {
 		t.Fatalf("no %q tensors in %s", prefix, pathB)
 	}
+}
+
+// loadCheckpoints reads two checkpoints into s.
+func loadCheckpoints(t *testing.T, s *torch.Scope, pathA, pathB string) (a, b map[string]*torch.Tensor) {
+	t.Helper()
+	a, _, err := torch.LoadSafetensors(s, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err = torch.LoadSafetensors(s, pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }

@@ -379,53 +379,11 @@ func (e *evaluation) weightedLoss(w map[string]float64) float64 {
 	return v
 }
 
-// evaluate runs the network with dropout off over a split.
+// evaluate runs one (unstacked) network with dropout off over a split.
 func evaluate(net *Network, sp *Split, batch int) (*evaluation, error) {
-	ev := &evaluation{loss: map[string]float64{}, acc: map[string]float64{}, pred: map[string][]int64{}}
-	var ferr error
-	err := torch.NoGrad(func() {
-		for lo := int64(0); lo < sp.N; lo += int64(batch) {
-			n := min(int64(batch), sp.N-lo)
-			s := torch.NewScope()
-			b := sp.Batch(s, lo, n, nil)
-			logits := net.Forward(s, b, Mode{})
-			for h, l := range logits {
-				sum, err := s.CrossEntropy(l, b.Label, torch.ReduceSum).Item()
-				if err != nil {
-					ferr = err
-					s.Close()
-					return
-				}
-				ev.loss[h] += sum
-				p, err := s.Argmax(l, 1).Int64s()
-				if err != nil {
-					ferr = err
-					s.Close()
-					return
-				}
-				ev.pred[h] = append(ev.pred[h], p...)
-			}
-			lab, err := b.Label.Int64s()
-			if err == nil {
-				err = s.Err()
-			}
-			s.Close()
-			if err != nil {
-				ferr = err
-				return
-			}
-			ev.label = append(ev.label, lab...)
-		}
-	})
+	evs, err := evaluateModels(net, sp, batch, 1, false)
 	if err != nil {
 		return nil, err
 	}
-	if ferr != nil {
-		return nil, ferr
-	}
-	for h := range ev.loss {
-		ev.loss[h] /= float64(sp.N)
-		ev.acc[h] = Accuracy(ev.pred[h], ev.label)
-	}
-	return ev, nil
+	return evs[0], nil
 }
