@@ -735,8 +735,10 @@ m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_a
                      .to(p.scalar_type());
   auto f = factors.index_select(0, idx);  // (total, 4)
   auto stepSize = f.select(1, 0), sqrtBc2 = f.select(1, 1), a1 = f.select(1, 2), a2 = f.select(1, 3);
-  m.add_((g - m) * a1);  // beta1*m + (1-beta1)*g for active models
-  v.add_((g * g - v) * a2);
+  // A stopped model's gradient is ignored, even a non-finite one (0 * NaN is NaN).
+  auto gk = torch::where(a1 > 0, g, torch::zeros({}, g.options()));
+  m.add_((gk - m) * a1);  // beta1*m + (1-beta1)*g for active models
+  v.add_((gk * gk - v) * a2);
   p.sub_(stepSize * m / (v.sqrt() / sqrtBc2 + eps));
   CATCH
 }
