@@ -34,7 +34,7 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 	const n = 32*8 + 5 // 8 full batches and a partial one
 	sp := syntheticAVMNIST(s, n, 7, dev)
 	seeds := []uint64{42, 43}
-	run := func(noGraphs bool) ([]float64, []float32) {
+	run := func(noGraphs bool) ([]float64, []float32, []*evaluation) {
 		net, err := NewStackedNetwork(cfg, seeds, dev)
 		if err != nil {
 			t.Fatal(err)
@@ -49,6 +49,7 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 			t.Fatal("no graph on a CUDA device")
 		}
 		var losses []float64
+		var evs []*evaluation
 		for epoch := 0; epoch < 2; epoch++ {
 			tr.opt.SetLR(1, cfg.LR/(1+float64(epoch))) // a learning rate that changes between epochs
 			l, err := tr.epoch(sp, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
@@ -56,18 +57,30 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 				t.Fatal(err)
 			}
 			losses = append(losses, l...)
+			ev, err := tr.evaluate(sp, evalRows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev...)
 		}
-		if !noGraphs && !tr.captured {
-			t.Fatal("the graph was never captured")
+		if !noGraphs && (!tr.captured || !tr.eval.captured) {
+			t.Fatal("a graph was never captured")
 		}
 		w, err := s.To(net.Params.Tensors[0], torch.CPU).Float32s()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return losses, w
+		return losses, w, evs
 	}
-	gl, gw := run(false)
-	pl, pw := run(true)
+	gl, gw, ge := run(false)
+	pl, pw, pe := run(true)
+	for i := range pe {
+		for h, l := range pe[i].loss {
+			if math.Abs(ge[i].loss[h]-l) > 1e-4*math.Abs(l) || math.Abs(ge[i].acc[h]-pe[i].acc[h]) > 0.02 {
+				t.Fatalf("evaluation %d head %s: graph loss %v acc %v, plain %v %v", i, h, ge[i].loss[h], ge[i].acc[h], l, pe[i].acc[h])
+			}
+		}
+	}
 	for i := range gl {
 		if math.Abs(gl[i]-pl[i]) > 1e-4*math.Abs(pl[i]) {
 			t.Fatalf("loss %d: graph %v, plain %v", i, gl[i], pl[i])
@@ -90,34 +103,39 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) { l.t.Log(string(p)); return len(p), nil }
 
 // fakeGraph stands in for a CUDA graph on the CPU. There is no recording:
-// the step between Begin and End runs at once, so the replay right after
-// the capture does nothing, and later replays run the step again on the
-// graph's input rows. It checks the trainer's graph path (warm-up, capture
-// once, input rows copied before every replay) without a GPU; what only a
+// a step between Begin and End runs at once, so the replay right after a
+// capture does nothing, and later replays of capture i call steps[i], which
+// the test sets to the step run again on the graph's input rows. It checks
+// the trainer's graph paths (warm-up, capture once, input rows copied before
+// every replay, outputs taken from the capture) without a GPU; what only a
 // real graph can get wrong, values frozen at capture, is left to
 // TestSeedBatchCUDAGraph.
 type fakeGraph struct {
-	step            func() error
-	skip            bool
-	begins, replays int
+	steps                     []func() error
+	skip                      bool
+	begins, captures, replays int
 }
 
 func (f *fakeGraph) Begin() error { f.begins++; return nil }
-func (f *fakeGraph) End() error   { f.skip = true; return nil }
 func (f *fakeGraph) Close() error { return nil }
-func (f *fakeGraph) Replay() error {
+func (f *fakeGraph) End() (int, error) {
+	f.skip = true
+	f.captures++
+	return f.captures - 1, nil
+}
+func (f *fakeGraph) Replay(id int) error {
 	if f.skip {
 		f.skip = false
 		return nil
 	}
 	f.replays++
-	return f.step()
+	return f.steps[id]()
 }
 
 // trainTwoEpochs trains K = 2 stacked M2-Mixer_S models for two epochs on
-// sp and returns the losses and every parameter's values; prepare adjusts
-// the trainer first.
-func trainTwoEpochs(t *testing.T, sp *Split, prepare func(*stackedTrainer)) ([]float64, [][]float32) {
+// sp, evaluating on val after each, and returns the training losses, the
+// evaluations and every parameter's values; prepare adjusts the trainer first.
+func trainTwoEpochs(t *testing.T, sp, val *Split, prepare func(*stackedTrainer)) ([]float64, []*evaluation, [][]float32) {
 	t.Helper()
 	cfg, err := LoadConfig("m2mixer_s")
 	if err != nil {
@@ -136,6 +154,7 @@ func trainTwoEpochs(t *testing.T, sp *Split, prepare func(*stackedTrainer)) ([]f
 	defer tr.Close()
 	prepare(tr)
 	var losses []float64
+	var evs []*evaluation
 	for epoch := 0; epoch < 2; epoch++ {
 		tr.opt.SetLR(1, cfg.LR/(1+float64(epoch)))
 		l, err := tr.epoch(sp, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
@@ -143,6 +162,11 @@ func trainTwoEpochs(t *testing.T, sp *Split, prepare func(*stackedTrainer)) ([]f
 			t.Fatal(err)
 		}
 		losses = append(losses, l...)
+		ev, err := tr.evaluate(val, evalRows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev...)
 	}
 	var params [][]float32
 	for _, p := range net.Params.Tensors {
@@ -152,33 +176,59 @@ func trainTwoEpochs(t *testing.T, sp *Split, prepare func(*stackedTrainer)) ([]f
 		}
 		params = append(params, v)
 	}
-	return losses, params
+	return losses, evs, params
 }
 
-// TestGraphStepFlow runs the trainer's CUDA-graph path on the CPU with a
-// stand-in graph: the same losses and weights, bit for bit, as plain steps,
-// one capture after the warm-up, and every later full batch replayed.
+const evalRows = 64 // evaluation batch of the graph tests
+
+// TestGraphStepFlow runs the trainer's CUDA-graph paths on the CPU with a
+// stand-in graph: the same training losses, evaluations and weights, bit for
+// bit, as plain steps; one capture of each step after its warm-up; every
+// later full batch replayed.
 func TestGraphStepFlow(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
-	const full = 6
+	const full, evalFull = 6, 3
 	sp := syntheticAVMNIST(s, 32*full+5, 7, torch.CPU)
-	plainLoss, plainParams := trainTwoEpochs(t, sp, func(*stackedTrainer) {})
+	val := syntheticAVMNIST(s, evalRows*evalFull+10, 9, torch.CPU)
+	plainLoss, plainEval, plainParams := trainTwoEpochs(t, sp, val, func(*stackedTrainer) {})
 	fake := &fakeGraph{}
-	graphLoss, graphParams := trainTwoEpochs(t, sp, func(tr *stackedTrainer) {
+	graphLoss, graphEval, graphParams := trainTwoEpochs(t, sp, val, func(tr *stackedTrainer) {
 		tr.graph, tr.input = fake, sp.rows(tr.own, tr.batch)
-		fake.step = func() error {
+		train := func() error {
 			s := torch.NewScope()
 			defer s.Close()
 			return tr.step(tr.input.Batch(s, 0, tr.batch, nil), tr.batch)
 		}
+		eval := func() error {
+			s := torch.NewScope()
+			defer s.Close()
+			out, err := tr.evalStep(s, tr.eval.input.Batch(s, 0, tr.eval.batch, nil), tr.eval.batch)
+			for h, p := range out {
+				if err == nil {
+					err = tr.eval.pred[h].CopyFrom(p)
+				}
+			}
+			return err
+		}
+		fake.steps = []func() error{train, eval} // the order of their captures
 	})
-	if fake.begins != 1 || fake.replays != 2*full-graphWarmup-1 {
-		t.Fatalf("%d captures and %d replays, want 1 and %d", fake.begins, fake.replays, 2*full-graphWarmup-1)
+	trainReplays := 2*full - graphWarmup - 1
+	evalReplays := 2*evalFull - 2
+	if fake.begins != 2 || fake.replays != trainReplays+evalReplays {
+		t.Fatalf("%d captures and %d replays, want 2 and %d", fake.begins, fake.replays, trainReplays+evalReplays)
 	}
 	for i := range plainLoss {
 		if plainLoss[i] != graphLoss[i] {
 			t.Fatalf("loss %d: plain %v, graph path %v", i, plainLoss[i], graphLoss[i])
+		}
+	}
+	for i := range plainEval {
+		a, b := plainEval[i], graphEval[i]
+		for h := range a.loss {
+			if a.loss[h] != b.loss[h] || !slices.Equal(a.pred[h], b.pred[h]) {
+				t.Fatalf("evaluation %d head %s: loss %v / %v, or predictions differ", i, h, a.loss[h], b.loss[h])
+			}
 		}
 	}
 	for i := range plainParams {
@@ -195,8 +245,9 @@ func TestSeedBatchDeviceForms(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
 	sp := syntheticAVMNIST(s, 32*4, 8, torch.CPU)
-	cpuLoss, cpuParams := trainTwoEpochs(t, sp, func(*stackedTrainer) {})
-	devLoss, devParams := trainTwoEpochs(t, sp, func(tr *stackedTrainer) {
+	val := syntheticAVMNIST(s, 70, 9, torch.CPU)
+	cpuLoss, _, cpuParams := trainTwoEpochs(t, sp, val, func(*stackedTrainer) {})
+	devLoss, _, devParams := trainTwoEpochs(t, sp, val, func(tr *stackedTrainer) {
 		tr.drop.TensorOps, tr.opt.Exact = true, false
 	})
 	for i := range cpuLoss {

@@ -135,7 +135,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: %w", cfg.Name, seeds, epoch, err)
 		}
-		evs, err := evaluateStacked(net, ds.Validation, o.EvalBatch, k)
+		evs, err := tr.evaluate(ds.Validation, o.EvalBatch)
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: validation: %w", cfg.Name, seeds, epoch, err)
 		}
@@ -187,7 +187,7 @@ func TrainSeeds(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, err
 		}
 	}
 	t0 := time.Now()
-	evs, err := evaluateStacked(net, ds.Test, o.EvalBatch, k)
+	evs, err := tr.evaluate(ds.Test, o.EvalBatch)
 	if err != nil {
 		return nil, fmt.Errorf("%s seeds %v: test: %w", cfg.Name, seeds, err)
 	}
@@ -302,29 +302,18 @@ type stackedTrainer struct {
 	log     io.Writer
 
 	// CUDA graph state: graph is nil without graphs; input holds the
-	// graph's input rows, copied in before each replay.
+	// training step's input rows, copied in before each replay.
 	graph    stepGraph
 	input    *Split
 	warm     int  // plain full-batch steps taken before the capture
-	captured bool // the graph holds the step
+	captured bool // the graph holds the training step
+	stepID   int  // its capture
+	eval     *evalGraph
+	device   torch.Device
 }
-
-// stepGraph is what the trainer needs of a CUDA graph (*torch.Graph); tests
-// on machines without CUDA stand in for it.
-type stepGraph interface {
-	Begin() error
-	End() error
-	Replay() error
-	Close() error
-}
-
-// graphWarmup is how many plain full-batch steps run before the capture:
-// libraries initialise lazily (cuBLAS handles, autograd's device threads,
-// allocator pools), and none of that may happen while recording.
-const graphWarmup = 3
 
 func newStackedTrainer(net *Network, cfg *Config, k int, train *Split, o Options) (*stackedTrainer, error) {
-	t := &stackedTrainer{net: net, k: k, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log}
+	t := &stackedTrainer{net: net, k: k, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log, device: o.Device}
 	if t.log == nil {
 		t.log = io.Discard
 	}
@@ -439,51 +428,6 @@ func (t *stackedTrainer) step(b Batch, n int64) error {
 	return t.total.AddScaled(s.Detach(perModel), float64(n))
 }
 
-// graphStep takes a full-batch step through the CUDA graph: copy the rows
-// into the graph's input, then warm up, capture or replay.
-func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
-	if err := t.input.copyRows(sp, lo); err != nil {
-		return err
-	}
-	s := torch.NewScope()
-	defer s.Close()
-	if t.captured {
-		return t.graph.Replay()
-	}
-	if t.warm < graphWarmup {
-		t.warm++
-		return t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
-	}
-	// Recorded, not run: the replay right after the capture takes this step.
-	if err := t.graph.Begin(); err != nil {
-		return t.noGraph(err, sp, lo)
-	}
-	err := t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
-	if endErr := t.graph.End(); err == nil {
-		err = endErr
-	}
-	if err != nil {
-		return t.noGraph(err, sp, lo)
-	}
-	t.captured = true
-	fmt.Fprintf(t.log, "CUDA graph captured after %d warm-up steps\n", t.warm)
-	return t.graph.Replay()
-}
-
-// noGraph gives up on the graph after a failed capture (nothing recorded
-// ran) and takes the step plainly; later steps stay plain.
-func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
-	fmt.Fprintf(t.log, "CUDA graph capture failed (%v); plain steps from here\n", cause)
-	t.drop.Rewind()
-	if err := t.graph.Close(); err != nil {
-		return err
-	}
-	t.graph = nil
-	s := torch.NewScope()
-	defer s.Close()
-	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
-}
-
 // evaluateStacked runs every model of a stacked network with dropout off
 // over a split.
 func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, error) {
@@ -494,10 +438,6 @@ func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, 
 // dropout off over a split. Losses and predictions stay on the device until
 // the split is done, then come back in one read per head.
 func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]*evaluation, error) {
-	evs := make([]*evaluation, k)
-	for i := range evs {
-		evs[i] = &evaluation{loss: map[string]float64{}, acc: map[string]float64{}, pred: map[string][]int64{}}
-	}
 	acc := torch.NewScope()
 	defer acc.Close()
 	lossSum := map[string]*torch.Tensor{} // head -> (k)
@@ -536,6 +476,21 @@ func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]
 	if err != nil {
 		return nil, err
 	}
+	cat := map[string]*torch.Tensor{}
+	for h, ps := range preds {
+		cat[h] = acc.Cat(1, ps...)
+	}
+	return collectEvaluations(sp, k, lossSum, cat)
+}
+
+// collectEvaluations reads each head's summed losses (k) and predictions
+// (k, rows) of a split back from the device, one read each, into per-model
+// evaluations.
+func collectEvaluations(sp *Split, k int, lossSum, preds map[string]*torch.Tensor) ([]*evaluation, error) {
+	evs := make([]*evaluation, k)
+	for i := range evs {
+		evs[i] = &evaluation{loss: map[string]float64{}, acc: map[string]float64{}, pred: map[string][]int64{}}
+	}
 	label, err := sp.Label.Int64s()
 	if err != nil {
 		return nil, err
@@ -545,7 +500,7 @@ func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]
 		if err != nil {
 			return nil, err
 		}
-		pred, err := acc.Cat(1, preds[h]...).Int64s()
+		pred, err := preds[h].Int64s()
 		if err != nil {
 			return nil, err
 		}
@@ -553,10 +508,8 @@ func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]
 			ev.loss[h] = sums[i] / float64(sp.N)
 			ev.pred[h] = pred[int64(i)*sp.N : int64(i+1)*sp.N]
 			ev.acc[h] = Accuracy(ev.pred[h], label)
+			ev.label = label
 		}
-	}
-	for _, ev := range evs {
-		ev.label = label
 	}
 	return evs, nil
 }

@@ -11,8 +11,8 @@ import (
 	"unsafe"
 )
 
-// Graph records a sequence of GPU operations once and replays it with one
-// launch: the cure for work bound by kernel-launch overhead. From NewGraph
+// Graph records sequences of GPU operations once each and replays each
+// with one launch: the cure for work bound by kernel-launch overhead. From NewGraph
 // to Close, the calling OS thread runs its CUDA work on the graph's own
 // stream (callers lock the thread: runtime.LockOSThread).
 //
@@ -47,14 +47,21 @@ func NewGraph(device Device) (*Graph, error) {
 	return g, nil
 }
 
-// Begin starts recording.
+// Begin starts recording a new capture.
 func (g *Graph) Begin() error { return wrapErr("cuda graph capture", C.m2t_graph_begin(g.h)) }
 
-// End stops recording; it fails when the capture was invalidated.
-func (g *Graph) End() error { return wrapErr("cuda graph capture", C.m2t_graph_end(g.h)) }
+// End stops recording and returns the capture's index, for Replay; it
+// fails when the capture was invalidated.
+func (g *Graph) End() (int, error) {
+	var id C.int
+	err := wrapErr("cuda graph capture", C.m2t_graph_end(g.h, &id))
+	return int(id), err
+}
 
-// Replay runs the recorded work once more.
-func (g *Graph) Replay() error { return wrapErr("cuda graph replay", C.m2t_graph_replay(g.h)) }
+// Replay runs capture id's recorded work once more.
+func (g *Graph) Replay(id int) error {
+	return wrapErr("cuda graph replay", C.m2t_graph_replay(g.h, C.int(id)))
+}
 
 // Close waits for the device, frees the graph and restores the thread's stream.
 func (g *Graph) Close() error {

@@ -24,9 +24,10 @@ func cudaTestDevice(t *testing.T) Device {
 	return Device(dev)
 }
 
-// TestGraphCUDA records y += 2x once and replays it with x changed in place
-// between replays: recording must not run the work, and each replay must
-// read x's current values.
+// TestGraphCUDA records y += 2x and, as a second capture, y += 1, and
+// replays them with x changed in place between replays: recording must not
+// run the work, each replay must read x's current values, and each capture
+// must replay by its own index.
 func TestGraphCUDA(t *testing.T) {
 	dev := cudaTestDevice(t)
 	if !GraphsAvailable() {
@@ -46,10 +47,22 @@ func TestGraphCUDA(t *testing.T) {
 	}
 	rec := NewScope()
 	err = y.AddScaled(rec.MulScalar(x, 2), 1)
-	if endErr := g.End(); err == nil {
+	double, endErr := g.End()
+	if err == nil {
 		err = endErr
 	}
 	rec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	err = y.Fill(0) // recorded, not run
+	one, endErr := g.End()
+	if err == nil {
+		err = endErr
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,15 +73,24 @@ func TestGraphCUDA(t *testing.T) {
 		if i == 2 {
 			x.CopyFrom(s.To(s.From([]float32{10, 20, 30}, 3), dev))
 		}
-		if err := g.Replay(); err != nil {
+		if err := g.Replay(double); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if v, _ := y.Float32s(); v[0] != 24 || v[1] != 48 || v[2] != 72 {
+		t.Fatalf("after replays y = %v, want [24 48 72]", v)
+	}
+	if err := g.Replay(one); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Replay(7); err == nil {
+		t.Fatal("replay of a capture that does not exist: no error")
 	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := y.Float32s(); v[0] != 24 || v[1] != 48 || v[2] != 72 {
-		t.Fatalf("after replays y = %v, want [24 48 72]", v)
+	if v, _ := y.Float32s(); v[0] != 0 {
+		t.Fatalf("after the second capture's replay y = %v, want zeros", v)
 	}
 }
 

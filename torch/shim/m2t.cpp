@@ -746,8 +746,10 @@ m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_a
 }  // extern "C"
 
 // CUDA graphs. A Graph owns a side stream that is current on the creating
-// thread from m2t_graph_new to m2t_graph_free: warm-up steps, the capture
-// and every replay run on it, so they are ordered without extra events.
+// thread from m2t_graph_new to m2t_graph_free: warm-up steps, the captures
+// and every replay run on it, so they are ordered without extra events. It
+// holds any number of captures (a training step, an evaluation step), each
+// replayed by its index.
 // Built only against a CUDA libtorch (M2T_CUDA_GRAPHS, set by the Makefile);
 // elsewhere m2t_graph_new says so and callers keep the plain path.
 #ifdef M2T_CUDA_GRAPHS
@@ -774,8 +776,8 @@ void sync_device() {
 struct Graph {
   c10::cuda::CUDAStream previous;
   c10::cuda::CUDAStream side;
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
-  bool capturing = false, captured = false;
+  std::vector<std::unique_ptr<at::cuda::CUDAGraph>> graphs;  // the last one may be capturing
+  bool capturing = false;
   Graph(c10::cuda::CUDAStream prev, c10::cuda::CUDAStream s) : previous(prev), side(s) {}
 };
 Graph &graph_of(m2t_graph g) {
@@ -803,36 +805,43 @@ m2t_err m2t_graph_new(const char *device, m2t_graph *out) {
 m2t_err m2t_graph_begin(m2t_graph h) {
   TRY
   auto &g = graph_of(h);
-  if (g.captured || g.capturing) throw std::invalid_argument("graph: already captured");
+  if (g.capturing) throw std::invalid_argument("graph: already capturing");
   std::unique_lock<std::mutex> hold(capture_mutex);
   c10::cuda::device_synchronize();
-  g.graph = std::make_unique<at::cuda::CUDAGraph>();
+  auto graph = std::make_unique<at::cuda::CUDAGraph>();
 #if TORCH_VERSION_MAJOR >= 2
-  g.graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+  graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
 #else
-  g.graph->capture_begin();  // 1.x: global mode only (then train one stage at a time)
+  graph->capture_begin();  // 1.x: global mode only (then train one stage at a time)
 #endif
+  g.graphs.push_back(std::move(graph));
   g.capturing = true;
   hold.release();  // m2t_graph_end unlocks, on this same (locked) thread
   CATCH
 }
 
-m2t_err m2t_graph_end(m2t_graph h) {
+m2t_err m2t_graph_end(m2t_graph h, int *id) {
   TRY
   auto &g = graph_of(h);
   if (!g.capturing) throw std::invalid_argument("graph: not capturing");
   g.capturing = false;
   std::unique_lock<std::mutex> hold(capture_mutex, std::adopt_lock);
-  g.graph->capture_end();  // throws when the capture was invalidated
-  g.captured = true;
+  try {
+    g.graphs.back()->capture_end();
+  } catch (...) {  // the capture was invalidated: forget it
+    g.graphs.pop_back();
+    throw;
+  }
+  *id = static_cast<int>(g.graphs.size()) - 1;
   CATCH
 }
 
-m2t_err m2t_graph_replay(m2t_graph h) {
+m2t_err m2t_graph_replay(m2t_graph h, int id) {
   TRY
   auto &g = graph_of(h);
-  if (!g.captured) throw std::invalid_argument("graph: nothing captured");
-  g.graph->replay();
+  const int n = static_cast<int>(g.graphs.size()) - (g.capturing ? 1 : 0);
+  if (id < 0 || id >= n) throw std::invalid_argument("graph: no capture " + std::to_string(id));
+  g.graphs[id]->replay();
   CATCH
 }
 
@@ -852,8 +861,8 @@ static const char *no_graphs = "CUDA graphs: this shim was built without them (a
 m2t_err m2t_graphs_available(int *out) { TRY *out = 0; CATCH }
 m2t_err m2t_graph_new(const char *, m2t_graph *) { return error_of(no_graphs); }
 m2t_err m2t_graph_begin(m2t_graph) { return error_of(no_graphs); }
-m2t_err m2t_graph_end(m2t_graph) { return error_of(no_graphs); }
-m2t_err m2t_graph_replay(m2t_graph) { return error_of(no_graphs); }
+m2t_err m2t_graph_end(m2t_graph, int *) { return error_of(no_graphs); }
+m2t_err m2t_graph_replay(m2t_graph, int) { return error_of(no_graphs); }
 m2t_err m2t_graph_free(m2t_graph) { return error_of(no_graphs); }
 }  // extern "C"
 #endif

@@ -74,8 +74,8 @@ typedef char *m2t_err;
   X(m2t_graphs_available, (int *out), (out)) \
   X(m2t_graph_new, (const char *device, m2t_graph *out), (device, out)) \
   X(m2t_graph_begin, (m2t_graph g), (g)) \
-  X(m2t_graph_end, (m2t_graph g), (g)) \
-  X(m2t_graph_replay, (m2t_graph g), (g)) \
+  X(m2t_graph_end, (m2t_graph g, int *id), (g, id)) \
+  X(m2t_graph_replay, (m2t_graph g, int id), (g, id)) \
   X(m2t_graph_free, (m2t_graph g), (g))
 
 /* Element-wise op codes. */

@@ -1,0 +1,216 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// CUDA graphs for the stacked trainer: the training step and the
+// evaluation step are each recorded once and replayed for every full batch.
+// Everything a replay reads that changes lives in device tensors updated in
+// place (see stackedTrainer); inputs are copied into fixed buffers first.
+
+// stepGraph is what the trainer needs of a CUDA graph (*torch.Graph); tests
+// on machines without CUDA stand in for it.
+type stepGraph interface {
+	Begin() error
+	End() (int, error)
+	Replay(id int) error
+	Close() error
+}
+
+// graphWarmup is how many plain full-batch training steps run before the
+// capture: libraries initialise lazily (cuBLAS handles, autograd's device
+// threads, allocator pools), and none of that may happen while recording.
+// Evaluation, a forward pass only, warms up with one batch.
+const graphWarmup = 3
+
+// graphStep takes a full-batch step through the CUDA graph: copy the rows
+// into the graph's input, then warm up, capture or replay.
+func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
+	if err := t.input.copyRows(sp, lo); err != nil {
+		return err
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	if t.captured {
+		return t.graph.Replay(t.stepID)
+	}
+	if t.warm < graphWarmup {
+		t.warm++
+		return t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+	}
+	// Recorded, not run: the replay right after the capture takes this step.
+	if err := t.graph.Begin(); err != nil {
+		return t.noGraph(err, sp, lo)
+	}
+	err := t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+	id, endErr := t.graph.End()
+	if err == nil {
+		err = endErr
+	}
+	if err != nil {
+		return t.noGraph(err, sp, lo)
+	}
+	t.captured, t.stepID = true, id
+	fmt.Fprintf(t.log, "CUDA graph of the training step captured after %d warm-up steps\n", t.warm)
+	return t.graph.Replay(id)
+}
+
+// noGraph gives up on graphs after a failed capture (nothing recorded ran)
+// and takes the step plainly; later steps and evaluations stay plain.
+func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
+	fmt.Fprintf(t.log, "CUDA graph capture failed (%v); plain steps from here\n", cause)
+	t.drop.Rewind()
+	if err := t.graph.Close(); err != nil {
+		return err
+	}
+	t.graph = nil
+	s := torch.NewScope()
+	defer s.Close()
+	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
+}
+
+// evalGraph is the evaluation step's graph state: its input rows, the
+// per-head loss sums it adds into, and the predictions its capture writes.
+type evalGraph struct {
+	input    *Split
+	batch    int64
+	lossSum  map[string]*torch.Tensor // head -> (k), in place
+	pred     map[string]*torch.Tensor // head -> (k, batch): the capture's output
+	warm     bool
+	captured bool
+	id       int
+}
+
+// evaluate runs every model with dropout off over a split: through the
+// evaluation graph when the trainer has graphs, else plainly.
+func (t *stackedTrainer) evaluate(sp *Split, batch int) ([]*evaluation, error) {
+	if t.graph == nil || sp.N < int64(batch) {
+		return evaluateStacked(t.net, sp, batch, t.k)
+	}
+	if t.eval == nil {
+		t.eval = &evalGraph{input: sp.rows(t.own, int64(batch)), batch: int64(batch), lossSum: map[string]*torch.Tensor{}}
+		for _, h := range t.heads {
+			t.eval.lossSum[h] = t.own.Full(0, torch.Float32, t.device, int64(t.k))
+		}
+		if err := t.own.Err(); err != nil {
+			return nil, err
+		}
+	}
+	e := t.eval
+	for _, sum := range e.lossSum {
+		if err := sum.Fill(0); err != nil {
+			return nil, err
+		}
+	}
+	acc := torch.NewScope()
+	defer acc.Close()
+	preds := map[string]*torch.Tensor{}
+	for _, h := range t.heads {
+		preds[h] = acc.Full(0, torch.Int64, t.device, int64(t.k), sp.N)
+	}
+	var ferr error
+	err := torch.NoGrad(func() {
+		for lo := int64(0); lo < sp.N && ferr == nil; lo += e.batch {
+			ferr = t.evalBatch(sp, lo, min(e.batch, sp.N-lo), preds)
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err == nil {
+		err = acc.Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return collectEvaluations(sp, t.k, e.lossSum, preds)
+}
+
+// evalBatch evaluates rows [lo, lo+n): warm-up, capture or replay for a
+// full batch, a plain step for the last, partial one; the predictions go to
+// their columns of preds.
+func (t *stackedTrainer) evalBatch(sp *Split, lo, n int64, preds map[string]*torch.Tensor) error {
+	e := t.eval
+	s := torch.NewScope()
+	defer s.Close()
+	var out map[string]*torch.Tensor
+	var err error
+	switch {
+	case n < e.batch || t.graph == nil:
+		out, err = t.evalStep(s, sp.Batch(s, lo, n, nil), n)
+	default:
+		if err := e.input.copyRows(sp, lo); err != nil {
+			return err
+		}
+		switch {
+		case e.captured:
+			out, err = e.pred, t.graph.Replay(e.id)
+		case !e.warm:
+			e.warm = true
+			out, err = t.evalStep(s, e.input.Batch(s, 0, n, nil), n)
+		default:
+			out, err = t.captureEval(s)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for h, p := range out {
+		if err := s.Narrow(preds[h], 1, lo, n).CopyFrom(p); err != nil {
+			return fmt.Errorf("evaluation rows %d..%d: %w", lo, lo+n, err)
+		}
+	}
+	return s.Err()
+}
+
+// captureEval records the evaluation step on the graph's input rows, then
+// replays it once (recording does not run it). On a failed capture it
+// evaluates the batch plainly, into s, and leaves graphs off.
+func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, error) {
+	e := t.eval
+	if err := t.graph.Begin(); err != nil {
+		return nil, err
+	}
+	rec := torch.NewScope()
+	out, err := t.evalStep(rec, e.input.Batch(rec, 0, e.batch, nil), e.batch)
+	if err == nil { // the capture's outputs outlive it: every replay writes them
+		e.pred = map[string]*torch.Tensor{}
+		for h, p := range out {
+			e.pred[h] = t.own.Adopt(p)
+		}
+	}
+	rec.Close()
+	id, endErr := t.graph.End()
+	if err == nil {
+		err = endErr
+	}
+	if err != nil {
+		fmt.Fprintf(t.log, "CUDA graph capture of evaluation failed (%v); plain steps from here\n", err)
+		t.eval.pred = nil
+		if err := t.graph.Close(); err != nil {
+			return nil, err
+		}
+		t.graph = nil
+		return t.evalStep(s, e.input.Batch(s, 0, e.batch, nil), e.batch)
+	}
+	e.captured, e.id = true, id
+	fmt.Fprintf(t.log, "CUDA graph of the evaluation step captured\n")
+	return e.pred, t.graph.Replay(id)
+}
+
+// evalStep runs every model on batch b of n rows: each head's summed loss
+// goes into the evaluation's running sums (in place), and its predictions
+// (k, n) are returned, made in s.
+func (t *stackedTrainer) evalStep(s *torch.Scope, b Batch, n int64) (map[string]*torch.Tensor, error) {
+	out := map[string]*torch.Tensor{}
+	for h, l := range t.net.Forward(s, b, Mode{}) {
+		if err := t.eval.lossSum[h].AddScaled(stackedCE(s, l, b.Label, t.k, torch.ReduceSum), 1); err != nil {
+			return nil, err
+		}
+		out[h] = s.Reshape(s.Argmax(l, -1), int64(t.k), n)
+	}
+	return out, s.Err()
+}
