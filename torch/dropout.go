@@ -28,8 +28,10 @@ type KeyedDropout struct {
 	stacked           bool
 	k                 int64
 	offset            int64   // per-model elements used so far this step
-	sizes, last       []int64 // per-model element counts of this step's and the last step's sites
-	bank              *Tensor // this step's masks (k, sum(last)), made in the step's scope
+	first             int64   // per-model elements of this step's first site
+	lastFirst         int64   // ... and of the last step's first site
+	lastTotal         int64   // the last step's offset at its end: the bank's width
+	bank              *Tensor // this step's masks (k, lastTotal), made in the step's scope
 	bankP             float64
 	keys              *Tensor // (models) int64
 	counter           *Tensor // (1) int64: steps taken this epoch
@@ -81,22 +83,20 @@ func (d *KeyedDropout) Apply(s *Scope, x *Tensor, p float64) *Tensor {
 		n /= d.k
 	}
 	offset := d.offset
-	if offset == 0 && !d.NoBank && len(d.last) > 0 && d.last[0] == n {
-		total := int64(0)
-		for _, m := range d.last {
-			total += m
+	if offset == 0 {
+		d.first = n
+		if !d.NoBank && d.lastFirst == n {
+			dt, err := x.DType()
+			if err != nil {
+				return s.fail("dropout", err)
+			}
+			d.bank, d.bankP = s.call("dropout masks", func(out *C.m2t_tensor) C.m2t_err {
+				return C.m2t_dropout_bank(d.keys.h, d.counter.h, C.int64_t(d.lastTotal), C.double(p), C.int(dt), cBool(d.TensorOps), out)
+			}), p
 		}
-		dt, err := x.DType()
-		if err != nil {
-			return s.fail("dropout", err)
-		}
-		d.bank, d.bankP = s.call("dropout masks", func(out *C.m2t_tensor) C.m2t_err {
-			return C.m2t_dropout_bank(d.keys.h, d.counter.h, C.int64_t(total), C.double(p), C.int(dt), cBool(d.TensorOps), out)
-		}), p
 	}
 	d.offset += n
-	d.sizes = append(d.sizes, n)
-	if bank := d.bank; bank.Valid() && p == d.bankP && offset+n <= d.total() {
+	if bank := d.bank; bank.Valid() && p == d.bankP && offset+n <= d.lastTotal {
 		shape, err := x.Shape()
 		if err != nil {
 			return s.fail("dropout", err)
@@ -108,25 +108,17 @@ func (d *KeyedDropout) Apply(s *Scope, x *Tensor, p float64) *Tensor {
 	}, x)
 }
 
-func (d *KeyedDropout) total() int64 {
-	t := int64(0)
-	for _, m := range d.last {
-		t += m
-	}
-	return t
-}
-
 // EndStep advances the step counter on the device; the next step's sites
 // start again at element 0, laid out like this step's.
 func (d *KeyedDropout) EndStep() error {
-	d.last, d.sizes = d.sizes, nil
-	d.offset, d.bank = 0, nil
+	d.lastFirst, d.lastTotal = d.first, d.offset
+	d.Rewind()
 	return d.counter.inplace("add_", C.M2T_ADD_SCALAR_, nil, 1)
 }
 
 // Rewind restarts a step that did not complete (a failed CUDA graph
 // capture), so the step can be taken again.
-func (d *KeyedDropout) Rewind() { d.offset, d.sizes, d.bank = 0, nil, nil }
+func (d *KeyedDropout) Rewind() { d.offset, d.first, d.bank = 0, 0, nil }
 
 // Close frees the keys and counter.
 func (d *KeyedDropout) Close() { d.own.Close() }
