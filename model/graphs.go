@@ -58,18 +58,25 @@ func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
 	return t.graph.Replay(id)
 }
 
-// noGraph gives up on graphs after a failed capture (nothing recorded ran)
-// and takes the step plainly; later steps and evaluations stay plain.
+// noGraph takes plainly the training step whose capture failed (nothing
+// recorded ran), after giving up on graphs.
 func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
-	fmt.Fprintf(t.log, "CUDA graph capture failed (%v); plain steps from here\n", cause)
 	t.drop.Rewind()
-	if err := t.graph.Close(); err != nil {
+	if err := t.dropGraph("training step", cause); err != nil {
 		return err
 	}
-	t.graph = nil
 	s := torch.NewScope()
 	defer s.Close()
 	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
+}
+
+// dropGraph gives up on graphs after a failed capture: training and
+// evaluation run plainly from here, on the default stream.
+func (t *stackedTrainer) dropGraph(what string, cause error) error {
+	fmt.Fprintf(t.log, "CUDA graph capture of the %s failed (%v); plain steps from here\n", what, cause)
+	err := t.graph.Close()
+	t.graph = nil
+	return err
 }
 
 // evalGraph is the evaluation step's graph state: its input rows, the
@@ -188,12 +195,10 @@ func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, 
 		err = endErr
 	}
 	if err != nil {
-		fmt.Fprintf(t.log, "CUDA graph capture of evaluation failed (%v); plain steps from here\n", err)
-		t.eval.pred = nil
-		if err := t.graph.Close(); err != nil {
+		e.pred = nil
+		if err := t.dropGraph("evaluation step", err); err != nil {
 			return nil, err
 		}
-		t.graph = nil
 		return t.evalStep(s, e.input.Batch(s, 0, e.batch, nil), e.batch)
 	}
 	e.captured, e.id = true, id
@@ -201,16 +206,7 @@ func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, 
 	return e.pred, t.graph.Replay(id)
 }
 
-// evalStep runs every model on batch b of n rows: each head's summed loss
-// goes into the evaluation's running sums (in place), and its predictions
-// (k, n) are returned, made in s.
+// evalStep is forwardEval for the trainer's models, into the evaluation's sums.
 func (t *stackedTrainer) evalStep(s *torch.Scope, b Batch, n int64) (map[string]*torch.Tensor, error) {
-	out := map[string]*torch.Tensor{}
-	for h, l := range t.net.Forward(s, b, Mode{}) {
-		if err := t.eval.lossSum[h].AddScaled(stackedCE(s, l, b.Label, t.k, torch.ReduceSum), 1); err != nil {
-			return nil, err
-		}
-		out[h] = s.Reshape(s.Argmax(l, -1), int64(t.k), n)
-	}
-	return out, s.Err()
+	return forwardEval(s, t.net, b, n, t.k, true, t.eval.lossSum)
 }

@@ -440,38 +440,33 @@ func evaluateStacked(net *Network, sp *Split, batch int, k int) ([]*evaluation, 
 func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]*evaluation, error) {
 	acc := torch.NewScope()
 	defer acc.Close()
+	dev, err := sp.Label.Device()
+	if err != nil {
+		return nil, err
+	}
 	lossSum := map[string]*torch.Tensor{} // head -> (k)
+	for _, h := range net.Config.Heads {
+		lossSum[h] = acc.Full(0, torch.Float32, dev, int64(k))
+	}
 	preds := map[string][]*torch.Tensor{} // head -> (k, rows) per batch
 	var ferr error
-	err := torch.NoGrad(func() {
-		for lo := int64(0); lo < sp.N; lo += int64(batch) {
+	err = torch.NoGrad(func() {
+		for lo := int64(0); lo < sp.N && ferr == nil; lo += int64(batch) {
 			n := min(int64(batch), sp.N-lo)
 			s := torch.NewScope()
-			b := sp.Batch(s, lo, n, nil)
-			for h, l := range net.Forward(s, b, Mode{}) {
-				var sum *torch.Tensor
-				if stacked {
-					sum = acc.Adopt(stackedCE(s, l, b.Label, k, torch.ReduceSum))
-				} else {
-					sum = acc.Adopt(s.Reshape(s.CrossEntropy(l, b.Label, torch.ReduceSum), 1))
-				}
-				if prev := lossSum[h]; prev != nil {
-					sum = acc.Add(prev, sum)
-				}
-				lossSum[h] = sum
-				preds[h] = append(preds[h], acc.Adopt(s.Reshape(s.Argmax(l, -1), int64(k), n)))
+			out, err := forwardEval(s, net, sp.Batch(s, lo, n, nil), n, k, stacked, lossSum)
+			for h, p := range out {
+				preds[h] = append(preds[h], acc.Adopt(p))
 			}
-			if err := s.Err(); err != nil {
-				ferr = err
-			}
+			ferr = err
 			s.Close()
-			if ferr != nil {
-				return
-			}
 		}
 	})
 	if err == nil {
 		err = ferr
+	}
+	if err == nil {
+		err = acc.Err()
 	}
 	if err != nil {
 		return nil, err
@@ -481,6 +476,27 @@ func evaluateModels(net *Network, sp *Split, batch int, k int, stacked bool) ([]
 		cat[h] = acc.Cat(1, ps...)
 	}
 	return collectEvaluations(sp, k, lossSum, cat)
+}
+
+// forwardEval runs k models (stacked, or one unstacked network) on batch b
+// of n rows with dropout off: each head's summed loss is added, in place,
+// to lossSum[h] (k), and its predictions (k, n) are returned, made in s.
+// The evaluation graph records exactly this.
+func forwardEval(s *torch.Scope, net *Network, b Batch, n int64, k int, stacked bool, lossSum map[string]*torch.Tensor) (map[string]*torch.Tensor, error) {
+	out := map[string]*torch.Tensor{}
+	for h, l := range net.Forward(s, b, Mode{}) {
+		var sum *torch.Tensor
+		if stacked {
+			sum = stackedCE(s, l, b.Label, k, torch.ReduceSum)
+		} else {
+			sum = s.Reshape(s.CrossEntropy(l, b.Label, torch.ReduceSum), 1)
+		}
+		if err := lossSum[h].AddScaled(sum, 1); err != nil {
+			return nil, fmt.Errorf("evaluation loss of head %s: %w", h, err)
+		}
+		out[h] = s.Reshape(s.Argmax(l, -1), int64(k), n)
+	}
+	return out, s.Err()
 }
 
 // collectEvaluations reads each head's summed losses (k) and predictions
