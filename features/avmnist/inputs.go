@@ -12,12 +12,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
 
 	"github.com/m2mix/m2mix/features/audio"
+	"github.com/m2mix/m2mix/internal/parallel"
 	"github.com/m2mix/m2mix/prep/idx"
 	"github.com/m2mix/m2mix/prep/sources"
 	"github.com/m2mix/m2mix/prep/wav"
@@ -193,7 +193,7 @@ func loadSpeech(dir string, names []string) ([]Recording, error) {
 		}
 		recs = append(recs, Recording{Name: name, Digit: d, Speaker: sp, Take: take})
 	}
-	err := parallel(len(recs), func(i int) error {
+	err := parallel.Each(len(recs), func(i int) error {
 		a, err := wav.Read(filepath.Join(dir, recs[i].Name))
 		if err != nil {
 			return err
@@ -219,7 +219,7 @@ func loadNoise(dir string, names []string) ([]Clip, error) {
 	}
 	rs := map[int]*audio.Resampler{}
 	var mu sync.Mutex
-	err := parallel(len(clips), func(i int) error {
+	err := parallel.Each(len(clips), func(i int) error {
 		a, err := wav.Read(filepath.Join(dir, clips[i].Name))
 		if err != nil {
 			return err
@@ -238,29 +238,6 @@ func loadNoise(dir string, names []string) ([]Clip, error) {
 		return nil
 	})
 	return clips, err
-}
-
-// parallel runs f(0..n-1) on all cores and returns the first error by index.
-func parallel(n int, f func(i int) error) error {
-	errs := make([]error, n)
-	workers := max(1, min(runtime.GOMAXPROCS(0), n))
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				errs[i] = f(i)
-			}
-		}(w)
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Pools returns, for one split, the recordings of each digit in sorted

@@ -16,9 +16,10 @@ import (
 	"runtime"
 	"slices"
 	"sort"
-	"sync"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/m2mix/m2mix/internal/parallel"
 )
 
 // Model is a fitted PCA.
@@ -41,37 +42,32 @@ func FitUint8(x []uint8, n, d int) (*Model, error) {
 	workers := max(1, min(runtime.GOMAXPROCS(0), n/1000+1))
 	scatter := make([][]uint64, workers)
 	sums := make([][]uint64, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			s := make([]uint64, d*d) // upper triangle used
-			sum := make([]uint64, d)
-			idx := make([]int, 0, d)
-			val := make([]uint64, 0, d)
-			for r := w * n / workers; r < (w+1)*n/workers; r++ {
-				row := x[r*d : (r+1)*d]
-				idx, val = idx[:0], val[:0]
-				for p, v := range row {
-					if v != 0 {
-						idx = append(idx, p)
-						val = append(val, uint64(v))
-						sum[p] += uint64(v)
-					}
-				}
-				for a, p := range idx {
-					vp := val[a]
-					sr := s[p*d : (p+1)*d]
-					for b := a; b < len(idx); b++ {
-						sr[idx[b]] += vp * val[b]
-					}
+	workers = parallel.Ranges(n, workers, func(w, lo, hi int) {
+		s := make([]uint64, d*d) // upper triangle used
+		sum := make([]uint64, d)
+		idx := make([]int, 0, d)
+		val := make([]uint64, 0, d)
+		for r := lo; r < hi; r++ {
+			row := x[r*d : (r+1)*d]
+			idx, val = idx[:0], val[:0]
+			for p, v := range row {
+				if v != 0 {
+					idx = append(idx, p)
+					val = append(val, uint64(v))
+					sum[p] += uint64(v)
 				}
 			}
-			scatter[w], sums[w] = s, sum
-		}(w)
-	}
-	wg.Wait()
+			for a, p := range idx {
+				vp := val[a]
+				sr := s[p*d : (p+1)*d]
+				for b := a; b < len(idx); b++ {
+					sr[idx[b]] += vp * val[b]
+				}
+			}
+		}
+		scatter[w], sums[w] = s, sum
+	})
+	scatter, sums = scatter[:workers], sums[:workers]
 	// Integer sums are exact, so the order of this reduction cannot matter.
 	S, sum := scatter[0], sums[0]
 	for w := 1; w < workers; w++ {
@@ -226,36 +222,29 @@ func (m *Model) Reconstruct(x []uint8, n, k int) ([]float32, error) {
 		return nil, fmt.Errorf("pca: reconstruct %d values as %d rows of %d with k=%d", len(x), n, d, k)
 	}
 	out := make([]float32, n*d)
-	workers := max(1, min(runtime.GOMAXPROCS(0), n))
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			c := make([]float64, d)
-			acc := make([]float64, d)
-			for r := w * n / workers; r < (w+1)*n/workers; r++ {
-				for p := 0; p < d; p++ {
-					c[p] = float64(x[r*d+p]) - m.Mean[p]
+	parallel.Ranges(n, 0, func(_, lo, hi int) {
+		c := make([]float64, d)
+		acc := make([]float64, d)
+		for r := lo; r < hi; r++ {
+			for p := 0; p < d; p++ {
+				c[p] = float64(x[r*d+p]) - m.Mean[p]
+			}
+			clear(acc)
+			for j := 0; j < k; j++ {
+				v := m.Components[j*d : (j+1)*d]
+				s := 0.0
+				for p, cp := range c {
+					s += cp * v[p]
 				}
-				clear(acc)
-				for j := 0; j < k; j++ {
-					v := m.Components[j*d : (j+1)*d]
-					s := 0.0
-					for p, cp := range c {
-						s += cp * v[p]
-					}
-					for p := range acc {
-						acc[p] += s * v[p]
-					}
-				}
-				o := out[r*d : (r+1)*d]
-				for p := range o {
-					o[p] = float32(acc[p])
+				for p := range acc {
+					acc[p] += s * v[p]
 				}
 			}
-		}(w)
-	}
-	wg.Wait()
+			o := out[r*d : (r+1)*d]
+			for p := range o {
+				o[p] = float32(acc[p])
+			}
+		}
+	})
 	return out, nil
 }
