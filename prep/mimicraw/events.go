@@ -108,13 +108,9 @@ func (b *builder) labRow(st *store, r *record) error {
 		st.drops[dropIDMismatch]++
 		return nil
 	}
-	t, ok, err := r.time(3)
-	if err != nil {
-		return err
-	}
+	t, ok, err := st.rowTime(r, 3)
 	if !ok {
-		st.drops[dropNullTime]++
-		return nil
+		return err
 	}
 	// Labs and blood gases: charttime >= intime - 6h of some ICU stay of the
 	// admission, i.e. of the earliest one (spec §3 "Time windows").
@@ -135,13 +131,9 @@ func (b *builder) labRow(st *store, r *record) error {
 		st.kept++
 		return nil
 	}
-	v, ok, err := r.float(5)
-	if err != nil {
-		return err
-	}
+	v, ok, err := st.value(r, 5)
 	if !ok {
-		st.drops[dropNullValue]++
-		return nil
+		return err
 	}
 	// Lab view: valuenum > 0 and <= its upper limit; blood gas: <= 0 -> NULL
 	// and the listed upper limits -> NULL (spec §3.2).
@@ -164,31 +156,20 @@ func (b *builder) outputRow(st *store, r *record) error {
 	if err != nil || !ok {
 		return err
 	}
-	if ok, err := sameIDs(r, 0, 1, s); err != nil || !ok {
-		if err == nil {
-			st.drops[dropIDMismatch]++
-		}
+	if ok, err := st.sameStay(r, s); !ok {
 		return err
 	}
-	t, ok, err := r.time(3)
-	if err != nil {
-		return err
-	}
+	t, ok, err := st.rowTime(r, 3)
 	if !ok {
-		st.drops[dropNullTime]++
-		return nil
+		return err
 	}
 	if t < s.intime { // charttime >= intime of the row's own ICU stay
 		st.drops[dropBeforeWindow]++
 		return nil
 	}
-	v, ok, err := r.float(5)
-	if err != nil {
+	v, ok, err := st.value(r, 5) // sum() ignores NULL; a group of NULLs is NULL and then skipped
+	if !ok {
 		return err
-	}
-	if !ok { // sum() ignores NULL; a group of NULLs is NULL and then skipped
-		st.drops[dropNullValue]++
-		return nil
 	}
 	if cls == icUrineNeg { // GU irrigant in counts negative (spec §3 row 5)
 		v = -v
@@ -212,13 +193,9 @@ func (b *builder) chartRow(st *store, r *record) error {
 	if err != nil || !ok {
 		return err
 	}
-	t, ok, err := r.time(4)
-	if err != nil {
-		return err
-	}
+	t, ok, err := st.rowTime(r, 4)
 	if !ok {
-		st.drops[dropNullTime]++
-		return nil
+		return err
 	}
 	rel, err := relTime(r, 4, t, a.ref)
 	if err != nil {
@@ -240,10 +217,7 @@ func (b *builder) chartRow(st *store, r *record) error {
 	switch cls {
 	case icSBP, icHR, icTempF, icTempC:
 		// mengcz_vital_ts joins on subject, hadm and icustay, charttime >= intime.
-		if ok, err := sameIDs(r, 0, 1, s); err != nil || !ok {
-			if err == nil {
-				st.drops[dropIDMismatch]++
-			}
+		if ok, err := st.sameStay(r, s); !ok {
 			return err
 		}
 		if t < s.intime {
@@ -254,13 +228,9 @@ func (b *builder) chartRow(st *store, r *record) error {
 			st.drops[dropErrorFlag]++
 			return nil
 		}
-		v, ok, err := r.float(6)
-		if err != nil {
-			return err
-		}
+		v, ok, err := st.value(r, 6)
 		if !ok {
-			st.drops[dropNullValue]++
-			return nil
+			return err
 		}
 		k, cv, valid := vitalValue(cls, v)
 		if !valid {
@@ -354,6 +324,38 @@ func (b *builder) stayOf(st *store, r *record, col int) (*admInfo, stayRef, *icu
 	}
 	a := b.adms[sr.adm]
 	return a, sr, &a.stays[sr.ord], true, nil
+}
+
+// Each of the readers below returns ok = false for a row to leave out, and
+// counts why: a NULL time, IDs that disagree with the ICU stay, a NULL value.
+// ok is false on an error too, so callers write `if !ok { return err }`.
+
+// rowTime reads the time in column col.
+func (st *store) rowTime(r *record, col int) (int64, bool, error) {
+	t, ok, err := r.time(col)
+	if err == nil && !ok {
+		st.drops[dropNullTime]++
+	}
+	return t, ok && err == nil, err
+}
+
+// sameStay checks the row's SUBJECT_ID and HADM_ID (columns 0 and 1)
+// against the ICU stay.
+func (st *store) sameStay(r *record, s *icustayRow) (bool, error) {
+	ok, err := sameIDs(r, 0, 1, s)
+	if err == nil && !ok {
+		st.drops[dropIDMismatch]++
+	}
+	return ok && err == nil, err
+}
+
+// value reads the number in column col.
+func (st *store) value(r *record, col int) (float64, bool, error) {
+	v, ok, err := r.float(col)
+	if err == nil && !ok {
+		st.drops[dropNullValue]++
+	}
+	return v, ok && err == nil, err
 }
 
 // sameIDs checks SUBJECT_ID and HADM_ID of the row against the ICU stay.
