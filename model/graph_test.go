@@ -116,9 +116,19 @@ type fakeGraph struct {
 	begins, captures, replays int
 }
 
-func (f *fakeGraph) Begin() error { f.begins++; return nil }
+// Begin forbids host transfers on the thread, as a real capture does, so a
+// step that reads values back (which a CUDA capture cannot record) fails here.
+func (f *fakeGraph) Begin() error {
+	f.begins++
+	runtime.LockOSThread()
+	return torch.ForbidHostTransfers(true)
+}
 func (f *fakeGraph) Close() error { return nil }
 func (f *fakeGraph) End() (int, error) {
+	defer runtime.UnlockOSThread()
+	if err := torch.ForbidHostTransfers(false); err != nil {
+		return 0, err
+	}
 	f.skip = true
 	f.captures++
 	return f.captures - 1, nil

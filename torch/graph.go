@@ -18,8 +18,8 @@ import (
 //
 // Between Begin and End, operations are recorded, not run; every tensor the
 // replays read or write must outlive the graph, inputs change only by
-// in-place copies into the same tensors, and nothing may read values back
-// to the host. Replay runs the recorded work again on the current values.
+// in-place copies into the same tensors, and nothing may copy values
+// between host and device (such a copy fails: see ForbidHostTransfers). Replay runs the recorded work again on the current values.
 type Graph struct {
 	h C.m2t_graph
 }
@@ -31,6 +31,23 @@ func GraphsAvailable() bool {
 	}
 	var ok C.int
 	return check(C.m2t_graphs_available(&ok)) == nil && ok != 0
+}
+
+// ForbidHostTransfers makes copies between host and device memory fail on
+// the calling OS thread while on is true, as they must inside a CUDA graph
+// capture: Begin sets it and End clears it. A CPU stand-in for a graph
+// (tests) sets it too, so that a step reading values back fails there as
+// well. Callers lock the goroutine to its thread.
+func ForbidHostTransfers(on bool) error {
+	if _, err := Load(); err != nil {
+		return err
+	}
+	var prev C.int
+	flag := C.int(0)
+	if on {
+		flag = 1
+	}
+	return wrapErr("forbid host transfers", C.m2t_forbid_host_transfers(flag, &prev))
 }
 
 // NewGraph prepares a graph on a CUDA device.

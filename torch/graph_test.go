@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -166,5 +167,45 @@ func TestFlatAdamCUDA(t *testing.T) {
 		if math.Abs(float64(got[i]-want[i])) > 1e-6*(1+math.Abs(float64(want[i]))) {
 			t.Fatalf("element %d: CUDA %v, CPU %v", i, got[i], want[i])
 		}
+	}
+}
+
+// TestForbidHostTransfers checks the guard a capture sets: host reads and
+// tensors made from host data fail, on that thread only, with a message that
+// says why; device work and other threads go on; clearing it restores both.
+func TestForbidHostTransfers(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := newTestScope(t)
+	x := s.From([]float32{1, 2, 3}, 3)
+	if err := ForbidHostTransfers(true); err != nil {
+		t.Fatal(err)
+	}
+	y := s.MulScalar(x, 2) // device work: allowed
+	_, readErr := y.Float32s()
+	made := s.From([]float32{4}, 1)
+	other := make(chan error)
+	go func() { // another OS thread is not affected
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		_, err := x.Float32s()
+		other <- err
+	}()
+	otherErr := <-other
+	if err := ForbidHostTransfers(false); err != nil {
+		t.Fatal(err)
+	}
+	if readErr == nil || !strings.Contains(readErr.Error(), "while recording a CUDA graph") {
+		t.Errorf("host read under the guard: err = %v, want the recording error", readErr)
+	}
+	if made.Valid() || s.Err() == nil || !strings.Contains(s.Err().Error(), "host data") {
+		t.Errorf("tensor from host data under the guard: scope error %v", s.Err())
+	}
+	if otherErr != nil {
+		t.Errorf("another thread's read failed: %v", otherErr)
+	}
+	got, err := y.Float32s()
+	if err != nil || len(got) != 3 || got[0] != 2 || got[2] != 6 {
+		t.Errorf("after the guard: %v, %v; want [2 4 6]", got, err)
 	}
 }

@@ -146,8 +146,29 @@ m2t_err m2t_set_grad_enabled(int enabled, int *previous) {
   CATCH
 }
 
+// Set on a thread while it records a CUDA graph (and by tests' CPU stand-in
+// for one): a copy between host and device there would fail the capture, or
+// be recorded with a host address that every replay reuses, so it fails at
+// once and says why.
+namespace {
+thread_local bool host_transfers_forbidden = false;
+void check_host_transfer(const char *what) {
+  if (host_transfers_forbidden)
+    throw std::logic_error(std::string(what) +
+                           " while recording a CUDA graph: a recorded step must keep its values on the device");
+}
+}  // namespace
+
+m2t_err m2t_forbid_host_transfers(int on, int *previous) {
+  TRY
+  *previous = host_transfers_forbidden;
+  host_transfers_forbidden = on != 0;
+  CATCH
+}
+
 m2t_err m2t_from_data(const void *data, int dtype, const int64_t *shape, int ndim, const char *device, m2t_tensor *out) {
   TRY
+  check_host_transfer("a tensor made from host data");
   auto st = scalar_type(dtype);
   auto cpu = torch::from_blob(const_cast<void *>(data), dims_of(shape, ndim), torch::TensorOptions().dtype(st)).clone();
   torch::Device dev(device);
@@ -163,6 +184,7 @@ m2t_err m2t_full(double value, int dtype, const int64_t *shape, int ndim, const 
 
 m2t_err m2t_copy_out(m2t_tensor h, void *dst, int64_t nbytes, int dtype) {
   TRY
+  check_host_transfer("a read of tensor values into host memory");
   auto t = get(h).detach().to(torch::kCPU, scalar_type(dtype)).contiguous();
   int64_t have = t.numel() * static_cast<int64_t>(t.element_size());
   if (have != nbytes)
@@ -199,6 +221,7 @@ m2t_err m2t_to(m2t_tensor h, const char *device, int dtype, m2t_tensor *out) {
   auto &t = get(h);
   auto st = dtype < 0 ? t.scalar_type() : scalar_type(dtype);
   auto dev = device == nullptr || device[0] == 0 ? t.device() : torch::Device(device);
+  if (dev.is_cpu() != t.device().is_cpu()) check_host_transfer("a copy between host and device");
   *out = wrap(t.to(dev, st));
   CATCH
 }
@@ -266,7 +289,12 @@ m2t_err m2t_inplace(int op, m2t_tensor a, m2t_tensor b, double s) {
   auto &x = get(a);
   torch::NoGradGuard no_grad;  // in-place updates of parameters are never recorded
   switch (op) {
-    case M2T_COPY_: x.copy_(get(b, "source tensor")); break;
+    case M2T_COPY_: {
+      auto &src = get(b, "source tensor");
+      if (src.device().is_cpu() != x.device().is_cpu()) check_host_transfer("a copy between host and device");
+      x.copy_(src);
+      break;
+    }
     case M2T_ADD_SCALED_: x.add_(get(b, "source tensor"), s); break;
     case M2T_MUL_SCALAR_: x.mul_(s); break;
     case M2T_FILL_: x.fill_(s); break;
@@ -816,6 +844,7 @@ m2t_err m2t_graph_begin(m2t_graph h) {
 #endif
   g.graphs.push_back(std::move(graph));
   g.capturing = true;
+  host_transfers_forbidden = true;
   hold.release();  // m2t_graph_end unlocks, on this same (locked) thread
   CATCH
 }
@@ -825,6 +854,7 @@ m2t_err m2t_graph_end(m2t_graph h, int *id) {
   auto &g = graph_of(h);
   if (!g.capturing) throw std::invalid_argument("graph: not capturing");
   g.capturing = false;
+  host_transfers_forbidden = false;
   std::unique_lock<std::mutex> hold(capture_mutex, std::adopt_lock);
   try {
     g.graphs.back()->capture_end();
