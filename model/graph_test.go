@@ -142,6 +142,99 @@ func (f *fakeGraph) Replay(id int) error {
 	return f.steps[id]()
 }
 
+// useFakeGraph gives the trainer a stand-in graph whose replays rerun its
+// training step and its evaluation step (captured in that order) on the
+// graph's input rows.
+func useFakeGraph(tr *stackedTrainer, sp *Split) *fakeGraph {
+	fake := &fakeGraph{}
+	tr.graph, tr.input = fake, sp.rows(tr.own, tr.batch)
+	train := func() error {
+		s := torch.NewScope()
+		defer s.Close()
+		return tr.step(tr.input.Batch(s, 0, tr.batch, nil), tr.batch)
+	}
+	eval := func() error {
+		s := torch.NewScope()
+		defer s.Close()
+		out, err := tr.evalStep(s, tr.eval.input.Batch(s, 0, tr.eval.batch, nil), tr.eval.batch)
+		for h, p := range out {
+			if err == nil {
+				err = tr.eval.pred[h].CopyFrom(p)
+			}
+		}
+		return err
+	}
+	fake.steps = []func() error{train, eval}
+	return fake
+}
+
+// TestHostTransfersPerEpoch checks that a training epoch and an evaluation
+// copy between host and device a fixed number of times, however many
+// batches they run (on a GPU each copy is a synchronisation point): 4 and
+// 10 training batches, 2 and 5 evaluation batches, on the plain path with
+// the GPU's forms of dropout and Adam, and through the graph path.
+func TestHostTransfersPerEpoch(t *testing.T) {
+	s := torch.NewScope()
+	defer s.Close()
+	trainSmall, trainLarge := syntheticAVMNIST(s, 32*4, 7, torch.CPU), syntheticAVMNIST(s, 32*10+5, 8, torch.CPU)
+	valSmall, valLarge := syntheticAVMNIST(s, evalRows*2, 9, torch.CPU), syntheticAVMNIST(s, evalRows*5+3, 10, torch.CPU)
+	cfg, err := LoadConfig("m2mixer_s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(f func() error) int64 {
+		t.Helper()
+		before, err := torch.HostTransfers()
+		if err == nil {
+			err = f()
+		}
+		after, err2 := torch.HostTransfers()
+		if err == nil {
+			err = err2
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return after - before
+	}
+	for _, graphs := range []bool{false, true} {
+		net, err := NewStackedNetwork(cfg, []uint64{42, 43}, torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := newStackedTrainer(net, cfg, 2, trainSmall, Options{Device: torch.CPU})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.drop.TensorOps, tr.opt.Exact = true, false
+		var fake *fakeGraph
+		if graphs {
+			fake = useFakeGraph(tr, trainSmall)
+		}
+		weights := cfg.HeadWeights(cfg.Loss.WFusion)
+		epoch := func(sp *Split) func() error {
+			return func() error { _, err := tr.epoch(sp, weights, []uint64{1, 2}); return err }
+		}
+		eval := func(sp *Split) func() error {
+			return func() error { _, err := tr.evaluate(sp, evalRows); return err }
+		}
+		count(epoch(trainSmall)) // warm-up and captures happen here
+		count(eval(valSmall))
+		small, large := count(epoch(trainSmall)), count(epoch(trainLarge))
+		evSmall, evLarge := count(eval(valSmall)), count(eval(valLarge))
+		if small != large || evSmall != evLarge {
+			t.Errorf("graphs %v: a training epoch made %d host transfers with 4 batches, %d with 11; an evaluation %d with 2 batches, %d with 6",
+				graphs, small, large, evSmall, evLarge)
+		}
+		if graphs && (fake.begins != 2 || fake.replays == 0) {
+			t.Errorf("graph path: %d captures, %d replays", fake.begins, fake.replays)
+		}
+		t.Logf("graphs %v: %d host transfers per training epoch, %d per evaluation", graphs, small, evSmall)
+		tr.Close()
+		net.Close()
+	}
+}
+
 // trainTwoEpochs trains K = 2 stacked M2-Mixer_S models for two epochs on
 // sp, evaluating on val after each, and returns the training losses, the
 // evaluations and every parameter's values; prepare adjusts the trainer first.
@@ -202,26 +295,9 @@ func TestGraphStepFlow(t *testing.T) {
 	sp := syntheticAVMNIST(s, 32*full+5, 7, torch.CPU)
 	val := syntheticAVMNIST(s, evalRows*evalFull+10, 9, torch.CPU)
 	plainLoss, plainEval, plainParams := trainTwoEpochs(t, sp, val, func(*stackedTrainer) {})
-	fake := &fakeGraph{}
+	var fake *fakeGraph
 	graphLoss, graphEval, graphParams := trainTwoEpochs(t, sp, val, func(tr *stackedTrainer) {
-		tr.graph, tr.input = fake, sp.rows(tr.own, tr.batch)
-		train := func() error {
-			s := torch.NewScope()
-			defer s.Close()
-			return tr.step(tr.input.Batch(s, 0, tr.batch, nil), tr.batch)
-		}
-		eval := func() error {
-			s := torch.NewScope()
-			defer s.Close()
-			out, err := tr.evalStep(s, tr.eval.input.Batch(s, 0, tr.eval.batch, nil), tr.eval.batch)
-			for h, p := range out {
-				if err == nil {
-					err = tr.eval.pred[h].CopyFrom(p)
-				}
-			}
-			return err
-		}
-		fake.steps = []func() error{train, eval} // the order of their captures
+		fake = useFakeGraph(tr, sp)
 	})
 	trainReplays := 2*full - graphWarmup - 1
 	evalReplays := 2*evalFull - 2

@@ -50,6 +50,20 @@ func ForbidHostTransfers(on bool) error {
 	return wrapErr("forbid host transfers", C.m2t_forbid_host_transfers(flag, &prev))
 }
 
+// HostTransfers counts the copies between host and device memory that the
+// process has asked libtorch for, on every thread: tensors made from host
+// data, reads of values into host memory, and copies between a CPU tensor
+// and a device tensor. Tests use it to show that a loop's transfers do not
+// grow with its steps.
+func HostTransfers() (int64, error) {
+	if _, err := Load(); err != nil {
+		return 0, err
+	}
+	var n C.int64_t
+	err := wrapErr("host transfers", C.m2t_host_transfers(&n))
+	return int64(n), err
+}
+
 // NewGraph prepares a graph on a CUDA device.
 func NewGraph(device Device) (*Graph, error) {
 	if _, err := Load(); err != nil {

@@ -152,12 +152,16 @@ m2t_err m2t_set_grad_enabled(int enabled, int *previous) {
 // once and says why.
 namespace {
 thread_local bool host_transfers_forbidden = false;
+std::atomic<int64_t> host_transfers{0};  // all threads, since loading: for tests and diagnostics
 void check_host_transfer(const char *what) {
+  host_transfers.fetch_add(1);
   if (host_transfers_forbidden)
     throw std::logic_error(std::string(what) +
                            " while recording a CUDA graph: a recorded step must keep its values on the device");
 }
 }  // namespace
+
+m2t_err m2t_host_transfers(int64_t *out) { TRY *out = host_transfers.load(); CATCH }
 
 m2t_err m2t_forbid_host_transfers(int on, int *previous) {
   TRY
