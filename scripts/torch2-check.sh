@@ -15,7 +15,9 @@
 #     with libtorch_cuda, CUDA graphs compiled in), and every Go test run
 #     against it on the CPU, the PyTorch comparisons against PyTorch 2.6.
 #     The CUDA tests skip: there is no device.
-#  3. The shim compiled (syntax and types, not linked) against libtorch
+#  3. scripts/gpu-shim.sh, the GPU machines' build, against that PyTorch
+#     linked into the layout of a pip wheel; the torch package's tests on it.
+#  4. The shim compiled (syntax and types, not linked) against libtorch
 #     2.14's headers from Debian unstable, in C++20 as 2.14 requires.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +83,23 @@ env=$(build/torch2/m2mix env)
 printf "%s\n" "$env" | sed -n 1,4p
 [[ $env == *"cuda graphs:   built in"* ]] || { echo "the shim was built without CUDA graphs"; exit 1; }
 go test -count=1 -timeout 30m ./...
+'
+
+echo "== scripts/gpu-shim.sh against a PyTorch laid out as a wheel (torch/include, torch/lib)"
+in_root '
+# Debian splits PyTorch: its torch/ has include/ but the libraries live in
+# /usr/lib. Linking them into torch/lib gives the layout of a pip wheel,
+# which is what the GPU machines have.
+torch=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")
+for l in libtorch libtorch_cpu libc10 libtorch_cuda libc10_cuda; do
+	ln -sf /usr/lib/x86_64-linux-gnu/$l.so "$torch/lib/$l.so"
+done
+cd /m2mix
+CUDA_HOME=/usr BUILD=build/torch2-wheel bash scripts/gpu-shim.sh >/dev/null
+env=$(M2MIX_SHIM=/m2mix/build/torch2-wheel/libm2mix_torch.so build/torch2/m2mix env)
+printf "%s\n" "$env" | sed -n 1,4p
+[[ $env == *"cuda graphs:   built in"* ]] || { echo "gpu-shim.sh built the shim without CUDA graphs"; exit 1; }
+M2MIX_SHIM=/m2mix/build/torch2-wheel/libm2mix_torch.so go test -count=1 ./torch/
 '
 
 echo "== shim compiled against libtorch 2.14 headers (Debian unstable), C++20"
