@@ -26,24 +26,25 @@ ifeq ($(LIBTORCH),/usr)
 # the same libgomp thread team libtorch uses, instead of serially.
 TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include -fopenmp
 TORCH_LIBDIR := $(firstword $(wildcard /usr/lib/$(shell $(CXX) -dumpmachine 2>/dev/null)) /usr/lib)
-TORCH_LDFLAGS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
-	$(if $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+TORCH_LDFLAGS :=
 # Debian 13's libtorch-cuda-dev puts the CUDA runtime's headers (nvidia-cuda-dev) in /usr/include.
 CUDA_INCLUDE ?= $(if $(wildcard /usr/include/cuda_runtime_api.h),/usr/include,$(wildcard /usr/local/cuda/include))
 else
-# A PyTorch wheel's torch/ folder: link its libraries by rpath, and libtorch_cuda
-# with --no-as-needed, or CUDA is silently missing at run time.
+# A PyTorch wheel's torch/ folder: link its libraries by rpath.
 TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include $(if $(TORCH_ABI),-D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI))
 TORCH_LIBDIR := $(LIBTORCH)/lib
-TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
-	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+TORCH_LDFLAGS := -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
 CUDA_INCLUDE ?= $(wildcard /usr/local/cuda/include)
 endif
+# A CUDA libtorch's libtorch_cuda is linked with --no-as-needed, or CUDA is
+# silently missing at run time.
+TORCH_CUDA := $(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so)
+TORCH_LDFLAGS += -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 $(if $(TORCH_CUDA),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
 # CUDA graphs need a CUDA libtorch and the CUDA runtime's headers (CUDA_INCLUDE:
 # one or more folders; scripts/gpu-shim.sh finds the toolkit's or the nvidia-*
 # wheels'). GRAPHS=0 builds without them.
 GRAPHS ?= 1
-ifneq ($(and $(filter 1,$(GRAPHS)),$(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),$(CUDA_INCLUDE)),)
+ifneq ($(and $(filter 1,$(GRAPHS)),$(TORCH_CUDA),$(CUDA_INCLUDE)),)
 TORCH_CFLAGS += -DM2T_CUDA_GRAPHS $(addprefix -I,$(CUDA_INCLUDE))
 endif
 

@@ -19,7 +19,8 @@ import (
 // Between Begin and End, operations are recorded, not run; every tensor the
 // replays read or write must outlive the graph, inputs change only by
 // in-place copies into the same tensors, and nothing may copy values
-// between host and device (such a copy fails: see ForbidHostTransfers). Replay runs the recorded work again on the current values.
+// between host and device (such a copy fails: see ForbidHostTransfers).
+// Replay runs the recorded work again on the current values.
 type Graph struct {
 	h C.m2t_graph
 }
@@ -42,12 +43,11 @@ func ForbidHostTransfers(on bool) error {
 	if _, err := Load(); err != nil {
 		return err
 	}
-	var prev C.int
 	flag := C.int(0)
 	if on {
 		flag = 1
 	}
-	return wrapErr("forbid host transfers", C.m2t_forbid_host_transfers(flag, &prev))
+	return wrapErr("forbid host transfers", C.m2t_forbid_host_transfers(flag))
 }
 
 // HostTransfers counts the copies between host and device memory that the

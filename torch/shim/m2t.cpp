@@ -159,16 +159,15 @@ void check_host_transfer(const char *what) {
     throw std::logic_error(std::string(what) +
                            " while recording a CUDA graph: a recorded step must keep its values on the device");
 }
+// A copy between tensors is a host transfer when one side is on the CPU and the other is not.
+void check_copy(const torch::Device &from, const torch::Device &to) {
+  if (from.is_cpu() != to.is_cpu()) check_host_transfer("a copy between host and device");
+}
 }  // namespace
 
 m2t_err m2t_host_transfers(int64_t *out) { TRY *out = host_transfers.load(); CATCH }
 
-m2t_err m2t_forbid_host_transfers(int on, int *previous) {
-  TRY
-  *previous = host_transfers_forbidden;
-  host_transfers_forbidden = on != 0;
-  CATCH
-}
+m2t_err m2t_forbid_host_transfers(int on) { TRY host_transfers_forbidden = on != 0; CATCH }
 
 m2t_err m2t_from_data(const void *data, int dtype, const int64_t *shape, int ndim, const char *device, m2t_tensor *out) {
   TRY
@@ -225,7 +224,7 @@ m2t_err m2t_to(m2t_tensor h, const char *device, int dtype, m2t_tensor *out) {
   auto &t = get(h);
   auto st = dtype < 0 ? t.scalar_type() : scalar_type(dtype);
   auto dev = device == nullptr || device[0] == 0 ? t.device() : torch::Device(device);
-  if (dev.is_cpu() != t.device().is_cpu()) check_host_transfer("a copy between host and device");
+  check_copy(t.device(), dev);
   *out = wrap(t.to(dev, st));
   CATCH
 }
@@ -295,7 +294,7 @@ m2t_err m2t_inplace(int op, m2t_tensor a, m2t_tensor b, double s) {
   switch (op) {
     case M2T_COPY_: {
       auto &src = get(b, "source tensor");
-      if (src.device().is_cpu() != x.device().is_cpu()) check_host_transfer("a copy between host and device");
+      check_copy(src.device(), x.device());
       x.copy_(src);
       break;
     }

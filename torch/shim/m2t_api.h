@@ -72,7 +72,7 @@ typedef char *m2t_err;
   X(m2t_flat_model_index, (const int64_t *per, int n, int64_t k, const char *device, m2t_tensor *out), (per, n, k, device, out)) \
   X(m2t_adam_flat_step, (m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index, const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1, double beta2, double eps, int exact), (params, grads, exp_avg, exp_avg_sq, model_index, per, n, steps, lrs, active, beta1, beta2, eps, exact)) \
   X(m2t_host_transfers, (int64_t *out), (out)) \
-  X(m2t_forbid_host_transfers, (int on, int *previous), (on, previous)) \
+  X(m2t_forbid_host_transfers, (int on), (on)) \
   X(m2t_graphs_available, (int *out), (out)) \
   X(m2t_graph_new, (const char *device, m2t_graph *out), (device, out)) \
   X(m2t_graph_begin, (m2t_graph g), (g)) \
