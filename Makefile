@@ -15,7 +15,10 @@ CXXSTD ?= c++17
 BUILD := build
 SHIM := $(BUILD)/libm2mix_torch.so
 BIN := $(BUILD)/m2mix
-FUZZTIME ?= 5s
+# An execution count, not a duration: Go 1.26's -fuzztime=<duration> can fail a
+# clean target with "context deadline exceeded" when the deadline races a
+# worker (go.dev/issue/75804, fixed in 1.27); a count has no deadline.
+FUZZTIME ?= 200000x
 export M2MIX_SHIM := $(abspath $(SHIM))
 # Debian's reference BLAS is ~15x slower than OpenBLAS; libtorch-dev alone pulls the former.
 DEBS := libtorch-dev libopenblas0-pthread python3-torch python3-numpy
@@ -72,7 +75,7 @@ $(SHIM): torch/shim/m2t.cpp torch/shim/m2t_api.h
 build: $(SHIM)
 	$(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(BIN) ./cmd/m2mix
 
-# Fuzz targets (package:target), each run for FUZZTIME after the unit tests.
+# Fuzz targets (package:target), each run for FUZZTIME executions after the unit tests.
 FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle
 
 test: deps shim

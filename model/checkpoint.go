@@ -8,11 +8,13 @@ import (
 	"github.com/m2mix/m2mix/torch"
 )
 
-// Checkpoints are safetensors files. best.safetensors holds the parameters
-// under their PyTorch state_dict names, loadable into the reference model;
-// last.safetensors adds Adam's moments ("adam.exp_avg.<name>",
-// "adam.exp_avg_sq.<name>", steps in "adam.step") and the loop's state as
-// JSON in the metadata, which is what a resumed run continues from.
+// Checkpoints are safetensors files, one model each (a seed batch writes
+// one per seed, as a lone run would). best.safetensors holds the parameters
+// under their PyTorch state_dict names and shapes, loadable into the
+// reference model; last.safetensors adds Adam's moments
+// ("adam.exp_avg.<name>", "adam.exp_avg_sq.<name>", steps in "adam.step")
+// and the loop's state as JSON in the metadata, which is what a resumed run
+// continues from.
 
 // BestFile holds a run's lowest-validation-loss weights (what its test and
 // probes use); lastFile the latest epoch's state, for resuming.
@@ -21,7 +23,7 @@ const (
 	lastFile = "last.safetensors"
 )
 
-// loopState is what, besides weights and Adam, a run needs to continue.
+// loopState is what, besides weights and Adam, one model needs to continue.
 type loopState struct {
 	NextEpoch int        `json:"next_epoch"`
 	LR        float64    `json:"lr"`
@@ -29,28 +31,50 @@ type loopState struct {
 	Plateau   *Plateau   `json:"plateau,omitempty"`
 	Early     *EarlyStop `json:"early_stop"`
 	BestEpoch int        `json:"best_epoch"`
+	// Diverged says why the model stopped on a non-finite loss ("" if it did not).
+	Diverged string `json:"diverged,omitempty"`
 }
 
-// saveParams writes the parameters (and, with opt, Adam's state and the loop
-// state) to path.
-func saveParams(path string, n *Network, opt *torch.Adam, st *loopState) error {
+// stopped reports whether the model trains no more: early stopping ended
+// it, or its loss stopped being finite.
+func (st *loopState) stopped() bool { return st.Diverged != "" || st.Early.Wait >= st.Early.Patience }
+
+// modelSlices returns model i's parameters under their names, as views
+// (made in s) shaped as one model's.
+func modelSlices(s *torch.Scope, net *Network, i int) map[string]*torch.Tensor {
+	out := map[string]*torch.Tensor{}
+	for j, name := range net.Params.Names {
+		p := net.Params.Tensors[j]
+		shape, _ := p.Shape()
+		out[name] = s.Reshape(s.Narrow(p, 0, int64(i), 1), shape[1:]...)
+	}
+	return out
+}
+
+// saveModel writes model i's parameters to path and, with opt, its Adam
+// state and loop state st (last.safetensors).
+func saveModel(path string, net *Network, i int, opt *torch.FlatAdam, st *loopState) error {
 	s := torch.NewScope()
 	defer s.Close()
-	ts := n.Params.ByName()
-	meta := map[string]string{"config": n.Config.Name}
+	ts := modelSlices(s, net, i)
+	meta := map[string]string{"config": net.Config.Name}
 	if opt != nil {
-		names := n.Params.TrainableNames()
-		steps := make([]int64, len(names))
-		for i, name := range names {
-			step, m, v, err := opt.State(s, i)
+		steps, err := opt.Steps()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+		names := net.Params.TrainableNames()
+		stepv := make([]int64, len(names))
+		for j, name := range names {
+			m, v, err := opt.Moments(s, j, i)
 			if err != nil {
 				return fmt.Errorf("checkpoint %s: %w", path, err)
 			}
-			steps[i] = step
-			ts["adam.exp_avg."+name] = m
-			ts["adam.exp_avg_sq."+name] = v
+			shape, _ := ts[name].Shape()
+			ts["adam.exp_avg."+name], ts["adam.exp_avg_sq."+name] = s.Reshape(m, shape...), s.Reshape(v, shape...)
+			stepv[j] = int64(steps[i])
 		}
-		ts["adam.step"] = s.From(steps, int64(len(steps)))
+		ts["adam.step"] = s.From(stepv, int64(len(stepv)))
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -63,30 +87,31 @@ func saveParams(path string, n *Network, opt *torch.Adam, st *loopState) error {
 	return torch.SaveSafetensors(path, ts, meta)
 }
 
-// loadParams copies the parameters named with prefix from the checkpoint at
-// path into n (all of them for prefix ""). It returns the file's tensors
-// (owned by s) and metadata for callers that need more.
-func loadParams(s *torch.Scope, path string, n *Network, prefix string) (map[string]*torch.Tensor, map[string]string, error) {
-	ts, meta, err := torch.LoadSafetensors(s, path)
+// loadModel copies the parameters whose names start with prefix ("" for
+// all) from the one-model checkpoint at path into model i. Every such
+// parameter must be in the file with its shape, and at least one must
+// match. It returns the file's tensors (owned by s) and metadata.
+func loadModel(s *torch.Scope, path string, net *Network, i int, prefix string) (map[string]*torch.Tensor, map[string]string, error) {
+	src, meta, err := torch.LoadSafetensors(s, path)
 	if err != nil {
 		return nil, nil, err
 	}
+	dst := modelSlices(s, net, i)
 	copied := 0
-	for i, name := range n.Params.Names {
+	for _, name := range net.Params.Names {
 		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		src, ok := ts[name]
+		t, ok := src[name]
 		if !ok {
 			return nil, nil, fmt.Errorf("checkpoint %s: no parameter %q", path, name)
 		}
-		dst := n.Params.Tensors[i]
-		want, _ := dst.Shape()
-		got, _ := src.Shape()
+		want, _ := dst[name].Shape()
+		got, _ := t.Shape()
 		if fmt.Sprint(want) != fmt.Sprint(got) {
 			return nil, nil, fmt.Errorf("checkpoint %s: parameter %q has shape %v, want %v", path, name, got, want)
 		}
-		if err := dst.CopyFrom(src); err != nil {
+		if err := dst[name].CopyFrom(t); err != nil {
 			return nil, nil, fmt.Errorf("checkpoint %s: %q: %w", path, name, err)
 		}
 		copied++
@@ -94,20 +119,21 @@ func loadParams(s *torch.Scope, path string, n *Network, prefix string) (map[str
 	if copied == 0 {
 		return nil, nil, fmt.Errorf("checkpoint %s: no parameter starts with %q", path, prefix)
 	}
-	return ts, meta, nil
+	return src, meta, s.Err()
 }
 
-// loadResume restores weights, Adam's state and the loop state from last.safetensors.
-func loadResume(path string, n *Network, opt *torch.Adam) (*loopState, error) {
+// loadResume restores model i's weights, Adam state and loop state from its
+// last.safetensors.
+func loadResume(path string, net *Network, i int, opt *torch.FlatAdam) (*loopState, error) {
 	s := torch.NewScope()
 	defer s.Close()
-	ts, meta, err := loadParams(s, path, n, "")
+	ts, meta, err := loadModel(s, path, net, i, "")
 	if err != nil {
 		return nil, err
 	}
 	var st loopState
-	if err := json.Unmarshal([]byte(meta["state"]), &st); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: loop state: %w", path, err)
+	if err := json.Unmarshal([]byte(meta["state"]), &st); err != nil || st.Early == nil {
+		return nil, fmt.Errorf("checkpoint %s: no loop state (%v): not a last.safetensors", path, err)
 	}
 	steps, ok := ts["adam.step"]
 	if !ok {
@@ -117,18 +143,37 @@ func loadResume(path string, n *Network, opt *torch.Adam) (*loopState, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := n.Params.TrainableNames()
+	names := net.Params.TrainableNames()
 	if len(stepv) != len(names) {
 		return nil, fmt.Errorf("checkpoint %s: %d Adam steps for %d parameters", path, len(stepv), len(names))
 	}
-	for i, name := range names {
+	for j, name := range names {
+		if stepv[j] != stepv[0] {
+			return nil, fmt.Errorf("checkpoint %s: Adam step %d for %q, %d for %q: one model's parameters step together", path, stepv[j], name, stepv[0], names[0])
+		}
 		m, v := ts["adam.exp_avg."+name], ts["adam.exp_avg_sq."+name]
 		if m == nil || v == nil {
 			return nil, fmt.Errorf("checkpoint %s: no Adam moments for %q", path, name)
 		}
-		if err := opt.SetState(i, stepv[i], m, v); err != nil {
+		dm, dv, err := opt.Moments(s, j, i)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range [][2]*torch.Tensor{{dm, m}, {dv, v}} {
+			want, _ := p[0].Numel()
+			got, _ := p[1].Numel()
+			if want != got {
+				return nil, fmt.Errorf("checkpoint %s: Adam moments of %q have %d values, want %d", path, name, got, want)
+			}
+			if err := p[0].CopyFrom(s.Reshape(p[1], -1)); err != nil {
+				return nil, fmt.Errorf("checkpoint %s: Adam moments of %q: %w", path, name, err)
+			}
+		}
+	}
+	if len(stepv) > 0 {
+		if err := opt.SetStep(i, float64(stepv[0])); err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 	}
-	return &st, nil
+	return &st, s.Err()
 }

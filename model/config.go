@@ -48,9 +48,10 @@ type Config struct {
 		Threshold float64 `json:"threshold"`
 	} `json:"plateau"` // nil: constant learning rate
 
-	BatchSize     int `json:"batch_size"`
-	MaxEpochs     int `json:"max_epochs"`
-	EarlyStopping int `json:"early_stopping"` // epochs without a lower validation loss before stopping
+	BatchSize     int  `json:"batch_size"`
+	MaxEpochs     int  `json:"max_epochs"`
+	EarlyStopping int  `json:"early_stopping"` // epochs without a lower validation loss before stopping
+	Shuffle       bool `json:"shuffle"`        // a new order of the training rows each epoch, seeded by (seed, epoch)
 }
 
 // ConfigDir is where configurations live (also embedded in the binary).
@@ -82,15 +83,19 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 }
 
 func (c *Config) validate() error {
-	switch {
-	case c.Name == "":
+	if c.Name == "" {
 		return fmt.Errorf("no name")
-	case c.Dataset != "avmnist" && c.Dataset != "mimic":
-		return fmt.Errorf("dataset %q: want avmnist or mimic", c.Dataset)
+	}
+	ds, err := Dataset(c.Dataset)
+	if err != nil {
+		return err
+	}
+	_, known := ds.Modality(c.Modality)
+	switch {
 	case c.Kind != "multimodal" && c.Kind != "unimodal" && c.Kind != "probe":
 		return fmt.Errorf("kind %q: want multimodal, unimodal or probe", c.Kind)
-	case c.Kind != "multimodal" && c.Modality != "image" && c.Modality != "audio":
-		return fmt.Errorf("modality %q: want image or audio", c.Modality)
+	case c.Kind != "multimodal" && !known:
+		return fmt.Errorf("modality %q: %s has %v", c.Modality, c.Dataset, ds.Heads()[1:])
 	case c.Kind == "probe" && c.ProbeOf == "":
 		return fmt.Errorf("a probe needs probe_of")
 	case c.Hidden <= 0 || c.TokenDim <= 0 || c.ChannelDim <= 0 || c.EncoderBlocks <= 0:
@@ -106,13 +111,24 @@ func (c *Config) validate() error {
 	case c.Loss.Scale <= 0:
 		return fmt.Errorf("loss.scale must be positive")
 	}
-	want := map[string][]string{"avmnist": {"fusion", "image", "audio"}, "mimic": {"fusion", "static", "time"}}[c.Dataset]
+	want := ds.Heads()
 	for _, h := range c.Heads {
 		if !slices.Contains(want, h) {
 			return fmt.Errorf("head %q: %s has heads %v", h, c.Dataset, want)
 		}
+		if c.Kind != "multimodal" && h != c.Modality {
+			return fmt.Errorf("head %q: a %s model of %s has only that head", h, c.Kind, c.Modality)
+		}
 	}
 	return nil
+}
+
+// encoderPrefix names the parameters of the encoder a probe freezes: every
+// name that starts with it.
+func (c *Config) encoderPrefix() string {
+	ds, _ := Dataset(c.Dataset) // validated
+	m, _ := ds.Modality(c.Modality)
+	return m.Prefix + "."
 }
 
 // HeadWeights returns each head's weight in the loss for fusion weight wf:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -115,13 +116,14 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	net, err := NewNetwork(cfg, 11, torch.CPU)
+	// The K = 1 network: what the training loop trains for one seed.
+	net, err := NewNetwork(cfg, []uint64{11}, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer net.Close()
 	c.names = slices.Clone(net.Params.Names)
-	if err := saveParams(filepath.Join(c.dir, "init.safetensors"), net, nil, nil); err != nil {
+	if err := saveModel(filepath.Join(c.dir, "init.safetensors"), net, 0, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range net.Params.Names {
@@ -147,23 +149,22 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 	for i := range labels {
 		labels[i] = int64(r.IntN(classes))
 	}
-	var b Batch
-	inputs := map[string]*torch.Tensor{}
-	b.Label = s.From(labels, batch)
-	inputs["label"] = b.Label
+	b := Batch{X: map[string]*torch.Tensor{}, Label: s.From(labels, batch)}
+	inputs := map[string]*torch.Tensor{"label": b.Label}
 	switch cfg.Dataset {
 	case "avmnist":
-		b.Image = s.From(normal(batch*28*28), batch, 1, 28, 28)
+		b.X["image"] = s.From(normal(batch*28*28), batch, 1, 28, 28)
 		aud := make([]float32, batch*112*112)
 		for i := range aud {
 			aud[i] = float32(r.IntN(256)) // spectrogram bytes as floats, unnormalised
 		}
-		b.Audio = s.From(aud, batch, 1, 112, 112)
-		inputs["image"], inputs["audio"] = b.Image, b.Audio
+		b.X["audio"] = s.From(aud, batch, 1, 112, 112)
 	case "mimic":
-		b.Static = s.From(normal(batch*5), batch, 5)
-		b.Time = s.From(normal(batch*24*12), batch, 24, 12)
-		inputs["static"], inputs["time"] = b.Static, b.Time
+		b.X["static"] = s.From(normal(batch*5), batch, 5)
+		b.X["time"] = s.From(normal(batch*24*12), batch, 24, 12)
+	}
+	for name, x := range b.X {
+		inputs[name] = x
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
@@ -194,18 +195,32 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 		t.Fatalf("%s: %d heads' logits, configuration has %v", name, len(c.logits), cfg.Heads)
 	}
 
-	// One Adam step on the configuration's weighted loss, as trainEpoch
-	// takes it but with dropout off: the two implementations would draw
-	// different dropout masks (they consume the generator differently), and
-	// masks are not what this test compares.
-	opt, err := torch.NewAdam(net.Params.Trainable(), torch.DefaultAdam(cfg.LR))
+	// One Adam step (the flat Adam the loop uses, in its exact CPU form) on
+	// the configuration's weighted loss, as the trainer takes it but with
+	// dropout off: the two implementations would draw different dropout
+	// masks, and masks are not what this test compares.
+	opt, err := torch.NewFlatAdam(net.Params.Trainable(), 1, cfg.LR)
+	if err == nil {
+		err = opt.Sync()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer opt.Close()
 	ss := torch.NewScope()
 	defer ss.Close()
-	loss := weightedLoss(ss, net.Forward(ss, b, Mode{}), b.Label, cfg.HeadWeights(cfg.Loss.WFusion))
+	logits := net.Forward(ss, b, Mode{})
+	var loss *torch.Tensor
+	weights := cfg.HeadWeights(cfg.Loss.WFusion)
+	for _, h := range slices.Sorted(maps.Keys(weights)) {
+		term := ss.MulScalar(modelCE(ss, logits[h], b.Label, 1, false, torch.ReduceMean), weights[h])
+		if loss == nil {
+			loss = term
+		} else {
+			loss = ss.Add(loss, term)
+		}
+	}
+	loss = ss.Sum(loss, false)
 	if err := ss.Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,85 +13,75 @@ import (
 var SplitFiles = [3]string{"train.arrow", "validation.arrow", "test.arrow"}
 
 // Split is one dataset split resident on the device, whole: batches are
-// views (narrow) of it, not copies from Go each step.
+// views (narrow) of it, not copies from Go each step. X holds each
+// modality's rows, (N, shape...), under the modality's name. A split whose
+// rows were gathered per model (a shuffled epoch's batch) has PerModel set
+// and every tensor carries the model axis first: (K, N, shape...).
 type Split struct {
-	N                                 int64
-	Image, Audio, Static, Time, Label *torch.Tensor
+	N        int64
+	X        map[string]*torch.Tensor
+	Label    *torch.Tensor
+	PerModel bool
+}
+
+// Batch holds one batch of inputs on the device, float32, per modality
+// (the shapes of the dataset's table, with the batch axis first, and the
+// model axis before it when PerModel), and int64 labels (B) or (K, B).
+type Batch struct {
+	X        map[string]*torch.Tensor
+	Label    *torch.Tensor
+	PerModel bool
 }
 
 // LoadSplit reads an Arrow dataset file onto device. limit > 0 keeps the
 // first limit rows. It returns the split and the file's sha256.
-func LoadSplit(s *torch.Scope, path, kind string, device torch.Device, limit int) (*Split, string, error) {
+func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, error) {
 	sum, err := artifact.SHA256File(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, kind)
+		return nil, "", fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, ds.Name)
 	}
 	t, err := dataset.Read(path)
 	if err != nil {
 		return nil, "", err
 	}
-	n := t.Rows
-	if limit > 0 && limit < n {
-		n = limit
+	n := int64(t.Rows)
+	if limit > 0 && int64(limit) < n {
+		n = int64(limit)
 	}
-	sp := &Split{N: int64(n)}
-	col := func(name string, width int) (*dataset.Column, error) {
-		c, err := t.Column(name)
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s: %w", path, err)
-		}
-		if c.Width != width {
-			return nil, fmt.Errorf("dataset %s: column %q has width %d, want %d", path, name, c.Width, width)
-		}
-		return c, nil
-	}
+	sp := &Split{N: n, X: map[string]*torch.Tensor{}}
 	onDevice := func(x *torch.Tensor) *torch.Tensor {
 		if device == torch.CPU {
 			return x
 		}
 		return s.To(x, device)
 	}
-	label, err := col("label", 0)
+	label, err := t.Column("label")
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("dataset %s: %w", path, err)
 	}
-	if label.Int64 == nil {
-		return nil, "", fmt.Errorf("dataset %s: column \"label\" is not int64", path)
+	if label.Width != 0 || label.Int64 == nil {
+		return nil, "", fmt.Errorf("dataset %s: column \"label\" must be one int64 per row", path)
 	}
-	sp.Label = onDevice(s.From(label.Int64[:n], int64(n)))
-	switch kind {
-	case "avmnist":
-		img, err := col("image", 784)
+	sp.Label = onDevice(s.From(label.Int64[:n], n))
+	for _, m := range ds.Modalities {
+		c, err := t.Column(m.Column)
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("dataset %s: %w", path, err)
 		}
-		aud, err := col("audio", 112*112)
-		if err != nil {
-			return nil, "", err
+		if int64(c.Width) != m.RowSize() {
+			return nil, "", fmt.Errorf("dataset %s: column %q has width %d, want %d", path, m.Column, c.Width, m.RowSize())
 		}
-		if img.Float32 == nil || aud.Uint8 == nil {
-			return nil, "", fmt.Errorf("dataset %s: image must be float32 and audio uint8", path)
+		shape := append([]int64{n}, m.Shape...)
+		switch {
+		case m.Bytes && c.Uint8 != nil:
+			// Bytes stay uint8 on the device (4x less memory) and become
+			// float32 per batch.
+			sp.X[m.Name] = onDevice(s.From(c.Uint8[:n*m.RowSize()], shape...))
+		case !m.Bytes && c.Float32 != nil:
+			sp.X[m.Name] = onDevice(s.From(c.Float32[:n*m.RowSize()], shape...))
+		default:
+			return nil, "", fmt.Errorf("dataset %s: column %q must be %s", path, m.Column, map[bool]string{true: "uint8", false: "float32"}[m.Bytes])
 		}
-		sp.Image = onDevice(s.From(img.Float32[:n*784], int64(n), 1, 28, 28))
-		// Spectrograms stay uint8 on the device (4x less memory) and become
-		// float32 per batch; the models see 0..255 unnormalised, as the reference.
-		sp.Audio = onDevice(s.From(aud.Uint8[:n*112*112], int64(n), 1, 112, 112))
-	case "mimic":
-		st, err := col("static", 5)
-		if err != nil {
-			return nil, "", err
-		}
-		ts, err := col("timeseries", 24*12)
-		if err != nil {
-			return nil, "", err
-		}
-		if st.Float32 == nil || ts.Float32 == nil {
-			return nil, "", fmt.Errorf("dataset %s: static and timeseries must be float32", path)
-		}
-		sp.Static = onDevice(s.From(st.Float32[:n*5], int64(n), 5))
-		sp.Time = onDevice(s.From(ts.Float32[:n*288], int64(n), 24, 12))
-	default:
-		return nil, "", fmt.Errorf("unknown dataset kind %q", kind)
 	}
 	if err := s.Err(); err != nil {
 		return nil, "", fmt.Errorf("dataset %s: %w", path, err)
@@ -99,72 +89,87 @@ func LoadSplit(s *torch.Scope, path, kind string, device torch.Device, limit int
 	return sp, sum, nil
 }
 
-// Batch returns rows [lo, lo+n) as views, or the rows of index (an int64
-// tensor) when it is not nil (a shuffled order).
-func (sp *Split) Batch(s *torch.Scope, lo, n int64, index *torch.Tensor) Batch {
+// rowsAt returns rows [lo, lo+n) of an epoch, made in s. With no order
+// every model reads the data's order and the rows are views; order (K, N)
+// gives each model its own order, and the rows are gathered into a
+// per-model split (K, n, ...).
+func (sp *Split) rowsAt(s *torch.Scope, order *torch.Tensor, lo, n int64) *Split {
+	out := &Split{N: n, X: map[string]*torch.Tensor{}, PerModel: order != nil}
 	take := func(x *torch.Tensor) *torch.Tensor {
-		if x == nil {
-			return nil
+		if order == nil {
+			return s.Narrow(x, 0, lo, n)
 		}
-		if index != nil {
-			return s.IndexSelect(x, 0, s.Narrow(index, 0, lo, n))
-		}
-		return s.Narrow(x, 0, lo, n)
+		idx := s.Narrow(order, 1, lo, n) // (K, n)
+		shape, _ := x.Shape()
+		rows := s.IndexSelect(x, 0, s.Reshape(idx, -1))
+		return s.Reshape(rows, append([]int64{-1, n}, shape[1:]...)...)
 	}
-	b := Batch{Image: take(sp.Image), Static: take(sp.Static), Time: take(sp.Time), Label: take(sp.Label)}
-	if sp.Audio != nil {
-		b.Audio = s.ToDType(take(sp.Audio), torch.Float32)
+	for name, x := range sp.X {
+		out.X[name] = take(x)
+	}
+	out.Label = take(sp.Label)
+	return out
+}
+
+// Batch is the whole split as a batch: bytes become float32.
+func (sp *Split) Batch(s *torch.Scope) Batch {
+	b := Batch{X: map[string]*torch.Tensor{}, Label: sp.Label, PerModel: sp.PerModel}
+	for name, x := range sp.X {
+		if dt, _ := x.DType(); dt == torch.Uint8 {
+			x = s.ToDType(x, torch.Float32)
+		}
+		b.X[name] = x
 	}
 	return b
 }
 
-// rows makes a split of its own first n rows, copies rather than views: the
-// fixed input buffers a CUDA graph reads.
-func (sp *Split) rows(s *torch.Scope, n int64) *Split {
-	own := func(x *torch.Tensor) *torch.Tensor {
-		if x == nil {
-			return nil
-		}
-		return s.Clone(s.Narrow(x, 0, 0, n))
+// clone copies a split (rows of its own, not views): the fixed input
+// buffers a CUDA graph reads.
+func (sp *Split) clone(s *torch.Scope) *Split {
+	out := &Split{N: sp.N, X: map[string]*torch.Tensor{}, Label: s.Clone(sp.Label), PerModel: sp.PerModel}
+	for name, x := range sp.X {
+		out.X[name] = s.Clone(x)
 	}
-	return &Split{N: n, Image: own(sp.Image), Audio: own(sp.Audio), Static: own(sp.Static), Time: own(sp.Time), Label: own(sp.Label)}
+	return out
 }
 
-// copyRows overwrites in's rows, in place, with src's rows [lo, lo+in.N).
-func (in *Split) copyRows(src *Split, lo int64) error {
-	s := torch.NewScope()
-	defer s.Close()
-	pairs := [][2]*torch.Tensor{{in.Image, src.Image}, {in.Audio, src.Audio}, {in.Static, src.Static}, {in.Time, src.Time}, {in.Label, src.Label}}
-	for _, p := range pairs {
-		if p[0] == nil {
-			continue
-		}
-		if err := p[0].CopyFrom(s.Narrow(p[1], 0, lo, in.N)); err != nil {
-			return fmt.Errorf("graph input rows %d..%d: %w", lo, lo+in.N, err)
+// copyFrom overwrites in's rows, in place, with src's (same shapes).
+func (in *Split) copyFrom(src *Split) error {
+	for name, x := range in.X {
+		if err := x.CopyFrom(src.X[name]); err != nil {
+			return fmt.Errorf("graph input %s: %w", name, err)
 		}
 	}
-	return s.Err()
+	if err := in.Label.CopyFrom(src.Label); err != nil {
+		return fmt.Errorf("graph input labels: %w", err)
+	}
+	return nil
 }
 
 // Datasets are the three splits of one dataset.
 type Datasets struct {
+	Spec                    *DatasetSpec
 	Train, Validation, Test *Split
-	SHA256                  map[string]string // file name -> sha256
+	SHA256                  map[string]string // "<dataset>/<file>" -> sha256
 }
 
-// LoadDatasets reads dir/{train,validation,test}.arrow onto device.
-// limitTrain and limitEval cap the rows used (0: all).
-func LoadDatasets(s *torch.Scope, dir, kind string, device torch.Device, limitTrain, limitEval int) (*Datasets, error) {
-	d := &Datasets{SHA256: map[string]string{}}
+// LoadDatasets reads dir/{train,validation,test}.arrow of a dataset onto
+// device. limitTrain and limitEval cap the rows used (0: all).
+func LoadDatasets(s *torch.Scope, dir, name string, device torch.Device, limitTrain, limitEval int) (*Datasets, error) {
+	spec, err := Dataset(name)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datasets{Spec: spec, SHA256: map[string]string{}}
 	limits := [3]int{limitTrain, limitEval, limitEval}
 	splits := [3]**Split{&d.Train, &d.Validation, &d.Test}
 	for i, f := range SplitFiles {
-		sp, sum, err := LoadSplit(s, filepath.Join(dir, f), kind, device, limits[i])
+		sp, sum, err := LoadSplit(s, filepath.Join(dir, f), spec, device, limits[i])
 		if err != nil {
 			return nil, err
 		}
 		*splits[i] = sp
-		d.SHA256[kind+"/"+f] = sum
+		d.SHA256[name+"/"+f] = sum
 	}
 	return d, nil
 }

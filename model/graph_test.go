@@ -35,12 +35,12 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 	sp := syntheticAVMNIST(s, n, 7, dev)
 	seeds := []uint64{42, 43}
 	run := func(noGraphs bool) ([]float64, []float32, []*evaluation) {
-		net, err := NewStackedNetwork(cfg, seeds, dev)
+		net, err := NewNetwork(cfg, seeds, dev)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer net.Close()
-		tr, err := newStackedTrainer(net, cfg, len(seeds), sp, Options{Device: dev, NoGraphs: noGraphs, Log: testLog{t}})
+		tr, err := newTrainer(net, cfg, sp, Options{Device: dev, NoGraphs: noGraphs, Log: testLog{t}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 		var evs []*evaluation
 		for epoch := 0; epoch < 2; epoch++ {
 			tr.opt.SetLR(1, cfg.LR/(1+float64(epoch))) // a learning rate that changes between epochs
-			l, err := tr.epoch(sp, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
+			l, err := tr.epoch(sp, nil, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,18 +145,18 @@ func (f *fakeGraph) Replay(id int) error {
 // useFakeGraph gives the trainer a stand-in graph whose replays rerun its
 // training step and its evaluation step (captured in that order) on the
 // graph's input rows.
-func useFakeGraph(tr *stackedTrainer, sp *Split) *fakeGraph {
+func useFakeGraph(tr *trainer) *fakeGraph {
 	fake := &fakeGraph{}
-	tr.graph, tr.input = fake, sp.rows(tr.own, tr.batch)
+	tr.graph = fake
 	train := func() error {
 		s := torch.NewScope()
 		defer s.Close()
-		return tr.step(tr.input.Batch(s, 0, tr.batch, nil), tr.batch)
+		return tr.step(tr.input.Batch(s), tr.batch)
 	}
 	eval := func() error {
 		s := torch.NewScope()
 		defer s.Close()
-		out, err := tr.evalStep(s, tr.eval.input.Batch(s, 0, tr.eval.batch, nil), tr.eval.batch)
+		out, err := tr.evalStep(s, tr.eval.input.Batch(s), tr.eval.batch)
 		for h, p := range out {
 			if err == nil {
 				err = tr.eval.pred[h].CopyFrom(p)
@@ -198,22 +198,22 @@ func TestHostTransfersPerEpoch(t *testing.T) {
 		return after - before
 	}
 	for _, graphs := range []bool{false, true} {
-		net, err := NewStackedNetwork(cfg, []uint64{42, 43}, torch.CPU)
+		net, err := NewNetwork(cfg, []uint64{42, 43}, torch.CPU)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := newStackedTrainer(net, cfg, 2, trainSmall, Options{Device: torch.CPU})
+		tr, err := newTrainer(net, cfg, trainSmall, Options{Device: torch.CPU})
 		if err != nil {
 			t.Fatal(err)
 		}
 		tr.drop.TensorOps, tr.opt.Exact = true, false
 		var fake *fakeGraph
 		if graphs {
-			fake = useFakeGraph(tr, trainSmall)
+			fake = useFakeGraph(tr)
 		}
 		weights := cfg.HeadWeights(cfg.Loss.WFusion)
 		epoch := func(sp *Split) func() error {
-			return func() error { _, err := tr.epoch(sp, weights, []uint64{1, 2}); return err }
+			return func() error { _, err := tr.epoch(sp, nil, weights, []uint64{1, 2}); return err }
 		}
 		eval := func(sp *Split) func() error {
 			return func() error { _, err := tr.evaluate(sp, evalRows); return err }
@@ -238,19 +238,19 @@ func TestHostTransfersPerEpoch(t *testing.T) {
 // trainTwoEpochs trains K = 2 stacked M2-Mixer_S models for two epochs on
 // sp, evaluating on val after each, and returns the training losses, the
 // evaluations and every parameter's values; prepare adjusts the trainer first.
-func trainTwoEpochs(t *testing.T, sp, val *Split, prepare func(*stackedTrainer)) ([]float64, []*evaluation, [][]float32) {
+func trainTwoEpochs(t *testing.T, sp, val *Split, prepare func(*trainer)) ([]float64, []*evaluation, [][]float32) {
 	t.Helper()
 	cfg, err := LoadConfig("m2mixer_s")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seeds := []uint64{42, 43}
-	net, err := NewStackedNetwork(cfg, seeds, torch.CPU)
+	net, err := NewNetwork(cfg, seeds, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer net.Close()
-	tr, err := newStackedTrainer(net, cfg, len(seeds), sp, Options{Device: torch.CPU})
+	tr, err := newTrainer(net, cfg, sp, Options{Device: torch.CPU})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func trainTwoEpochs(t *testing.T, sp, val *Split, prepare func(*stackedTrainer))
 	var evs []*evaluation
 	for epoch := 0; epoch < 2; epoch++ {
 		tr.opt.SetLR(1, cfg.LR/(1+float64(epoch)))
-		l, err := tr.epoch(sp, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
+		l, err := tr.epoch(sp, nil, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,10 +294,10 @@ func TestGraphStepFlow(t *testing.T) {
 	const full, evalFull = 6, 3
 	sp := syntheticAVMNIST(s, 32*full+5, 7, torch.CPU)
 	val := syntheticAVMNIST(s, evalRows*evalFull+10, 9, torch.CPU)
-	plainLoss, plainEval, plainParams := trainTwoEpochs(t, sp, val, func(*stackedTrainer) {})
+	plainLoss, plainEval, plainParams := trainTwoEpochs(t, sp, val, func(*trainer) {})
 	var fake *fakeGraph
-	graphLoss, graphEval, graphParams := trainTwoEpochs(t, sp, val, func(tr *stackedTrainer) {
-		fake = useFakeGraph(tr, sp)
+	graphLoss, graphEval, graphParams := trainTwoEpochs(t, sp, val, func(tr *trainer) {
+		fake = useFakeGraph(tr)
 	})
 	trainReplays := 2*full - graphWarmup - 1
 	evalReplays := 2*evalFull - 2
@@ -332,8 +332,8 @@ func TestSeedBatchDeviceForms(t *testing.T) {
 	defer s.Close()
 	sp := syntheticAVMNIST(s, 32*4, 8, torch.CPU)
 	val := syntheticAVMNIST(s, 70, 9, torch.CPU)
-	cpuLoss, _, cpuParams := trainTwoEpochs(t, sp, val, func(*stackedTrainer) {})
-	devLoss, _, devParams := trainTwoEpochs(t, sp, val, func(tr *stackedTrainer) {
+	cpuLoss, _, cpuParams := trainTwoEpochs(t, sp, val, func(*trainer) {})
+	devLoss, _, devParams := trainTwoEpochs(t, sp, val, func(tr *trainer) {
 		tr.drop.TensorOps, tr.opt.Exact = true, false
 	})
 	for i := range cpuLoss {

@@ -9,7 +9,7 @@ import (
 // CUDA graphs for the stacked trainer: the training step and the
 // evaluation step are each recorded once and replayed for every full batch.
 // Everything a replay reads that changes lives in device tensors updated in
-// place (see stackedTrainer); inputs are copied into fixed buffers first.
+// place (see trainer); inputs are copied into fixed buffers first.
 
 // stepGraph is what the trainer needs of a CUDA graph (*torch.Graph); tests
 // on machines without CUDA stand in for it.
@@ -28,8 +28,13 @@ const graphWarmup = 3
 
 // graphStep takes a full-batch step through the CUDA graph: copy the rows
 // into the graph's input, then warm up, capture or replay.
-func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
-	if err := t.input.copyRows(sp, lo); err != nil {
+func (t *trainer) graphStep(rows *Split) error {
+	if t.input == nil {
+		t.input = rows.clone(t.own)
+		if err := t.own.Err(); err != nil {
+			return err
+		}
+	} else if err := t.input.copyFrom(rows); err != nil {
 		return err
 	}
 	s := torch.NewScope()
@@ -39,19 +44,19 @@ func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
 	}
 	if t.warm < graphWarmup {
 		t.warm++
-		return t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+		return t.step(t.input.Batch(s), t.batch)
 	}
 	// Recorded, not run: the replay right after the capture takes this step.
 	if err := t.graph.Begin(); err != nil {
-		return t.noGraph(err, sp, lo)
+		return t.noGraph(err, rows)
 	}
-	err := t.step(t.input.Batch(s, 0, t.batch, nil), t.batch)
+	err := t.step(t.input.Batch(s), t.batch)
 	id, endErr := t.graph.End()
 	if err == nil {
 		err = endErr
 	}
 	if err != nil {
-		return t.noGraph(err, sp, lo)
+		return t.noGraph(err, rows)
 	}
 	t.captured, t.stepID = true, id
 	fmt.Fprintf(t.log, "CUDA graph of the training step captured after %d warm-up steps\n", t.warm)
@@ -60,19 +65,19 @@ func (t *stackedTrainer) graphStep(sp *Split, lo int64) error {
 
 // noGraph takes plainly the training step whose capture failed (nothing
 // recorded ran), after giving up on graphs.
-func (t *stackedTrainer) noGraph(cause error, sp *Split, lo int64) error {
+func (t *trainer) noGraph(cause error, rows *Split) error {
 	t.drop.Rewind()
 	if err := t.dropGraph("training step", cause); err != nil {
 		return err
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	return t.step(sp.Batch(s, lo, t.batch, nil), t.batch)
+	return t.step(rows.Batch(s), t.batch)
 }
 
 // dropGraph gives up on graphs after a failed capture: training and
 // evaluation run plainly from here, on the default stream.
-func (t *stackedTrainer) dropGraph(what string, cause error) error {
+func (t *trainer) dropGraph(what string, cause error) error {
 	fmt.Fprintf(t.log, "CUDA graph capture of the %s failed (%v); plain steps from here\n", what, cause)
 	err := t.graph.Close()
 	t.graph = nil
@@ -93,12 +98,14 @@ type evalGraph struct {
 
 // evaluate runs every model with dropout off over a split: through the
 // evaluation graph when the trainer has graphs, else plainly.
-func (t *stackedTrainer) evaluate(sp *Split, batch int) ([]*evaluation, error) {
+func (t *trainer) evaluate(sp *Split, batch int) ([]*evaluation, error) {
 	if t.graph == nil || sp.N < int64(batch) {
-		return evaluateStacked(t.net, sp, batch, t.k)
+		return evaluate(t.net, sp, batch)
 	}
 	if t.eval == nil {
-		t.eval = &evalGraph{input: sp.rows(t.own, int64(batch)), batch: int64(batch), lossSum: map[string]*torch.Tensor{}}
+		first := torch.NewScope()
+		t.eval = &evalGraph{input: sp.rowsAt(first, nil, 0, int64(batch)).clone(t.own), batch: int64(batch), lossSum: map[string]*torch.Tensor{}}
+		first.Close()
 		for _, h := range t.heads {
 			t.eval.lossSum[h] = t.own.Full(0, torch.Float32, t.device, int64(t.k))
 		}
@@ -139,7 +146,7 @@ func (t *stackedTrainer) evaluate(sp *Split, batch int) ([]*evaluation, error) {
 // evalBatch evaluates rows [lo, lo+n): warm-up, capture or replay for a
 // full batch, a plain step for the last, partial one; the predictions go to
 // their columns of preds.
-func (t *stackedTrainer) evalBatch(sp *Split, lo, n int64, preds map[string]*torch.Tensor) error {
+func (t *trainer) evalBatch(sp *Split, lo, n int64, preds map[string]*torch.Tensor) error {
 	e := t.eval
 	s := torch.NewScope()
 	defer s.Close()
@@ -147,9 +154,9 @@ func (t *stackedTrainer) evalBatch(sp *Split, lo, n int64, preds map[string]*tor
 	var err error
 	switch {
 	case n < e.batch || t.graph == nil:
-		out, err = t.evalStep(s, sp.Batch(s, lo, n, nil), n)
+		out, err = t.evalStep(s, sp.rowsAt(s, nil, lo, n).Batch(s), n)
 	default:
-		if err := e.input.copyRows(sp, lo); err != nil {
+		if err := e.input.copyFrom(sp.rowsAt(s, nil, lo, n)); err != nil {
 			return err
 		}
 		switch {
@@ -157,7 +164,7 @@ func (t *stackedTrainer) evalBatch(sp *Split, lo, n int64, preds map[string]*tor
 			out, err = e.pred, t.graph.Replay(e.id)
 		case !e.warm:
 			e.warm = true
-			out, err = t.evalStep(s, e.input.Batch(s, 0, n, nil), n)
+			out, err = t.evalStep(s, e.input.Batch(s), n)
 		default:
 			out, err = t.captureEval(s)
 		}
@@ -176,13 +183,13 @@ func (t *stackedTrainer) evalBatch(sp *Split, lo, n int64, preds map[string]*tor
 // captureEval records the evaluation step on the graph's input rows, then
 // replays it once (recording does not run it). On a failed capture it
 // evaluates the batch plainly, into s, and leaves graphs off.
-func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, error) {
+func (t *trainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, error) {
 	e := t.eval
 	if err := t.graph.Begin(); err != nil {
 		return nil, err
 	}
 	rec := torch.NewScope()
-	out, err := t.evalStep(rec, e.input.Batch(rec, 0, e.batch, nil), e.batch)
+	out, err := t.evalStep(rec, e.input.Batch(rec), e.batch)
 	if err == nil { // the capture's outputs outlive it: every replay writes them
 		e.pred = map[string]*torch.Tensor{}
 		for h, p := range out {
@@ -199,7 +206,7 @@ func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, 
 		if err := t.dropGraph("evaluation step", err); err != nil {
 			return nil, err
 		}
-		return t.evalStep(s, e.input.Batch(s, 0, e.batch, nil), e.batch)
+		return t.evalStep(s, e.input.Batch(s), e.batch)
 	}
 	e.captured, e.id = true, id
 	fmt.Fprintf(t.log, "CUDA graph of the evaluation step captured\n")
@@ -207,6 +214,6 @@ func (t *stackedTrainer) captureEval(s *torch.Scope) (map[string]*torch.Tensor, 
 }
 
 // evalStep is forwardEval for the trainer's models, into the evaluation's sums.
-func (t *stackedTrainer) evalStep(s *torch.Scope, b Batch, n int64) (map[string]*torch.Tensor, error) {
-	return forwardEval(s, t.net, b, n, t.k, true, t.eval.lossSum)
+func (t *trainer) evalStep(s *torch.Scope, b Batch, n int64) (map[string]*torch.Tensor, error) {
+	return forwardEval(s, t.net, b, n, t.eval.lossSum)
 }

@@ -20,37 +20,30 @@ func (m Mode) dropout(s *torch.Scope, x *torch.Tensor, p float64) *torch.Tensor 
 	return m.Drop.Apply(s, x, p)
 }
 
-// Parameters stacked on a leading model axis (K models trained in lockstep)
-// change only how Linear, LayerNorm and the patch embedding apply them;
-// everything else works on either layout because it addresses dimensions
-// from the end: tokens are always the second-to-last axis, features the last.
+// Every parameter is stacked on a leading model axis: a network is K >= 1
+// models trained in lockstep (K = 1 is a lone run). That changes only how
+// Linear, LayerNorm and the patch embedding apply them; everything else
+// addresses dimensions from the end: tokens are always the second-to-last
+// axis, features the last.
 
-// Linear is y = x W^T + b.
+// Linear is y = x W^T + b, W (K, out, in), b (K, out).
 type Linear struct {
-	W, B    *torch.Tensor
-	stacked bool
+	W, B *torch.Tensor
 }
 
 func newLinear(p *Params, name string, in, out int64) Linear {
 	b := kaimingBound(in)
-	return Linear{W: p.uniform(name+".weight", b, out, in), B: p.uniform(name+".bias", b, out), stacked: p.stacked}
+	return Linear{W: p.uniform(name+".weight", b, out, in), B: p.uniform(name+".bias", b, out)}
 }
 
-// Forward applies the layer to x, which carries the model axis when the
-// parameters are stacked.
+// Forward applies each model's layer to its own rows: x is (K, ..., in).
 func (l Linear) Forward(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-	if !l.stacked {
-		return s.Linear(x, l.W, l.B)
-	}
 	return l.stackedForward(s, x, false)
 }
 
-// ForwardShared applies a stacked layer to an input every model shares
-// (a data batch without the model axis); unstacked, it is Forward.
+// ForwardShared applies every model's layer to the same rows: x is (...,
+// in), without the model axis (a data batch every model reads).
 func (l Linear) ForwardShared(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-	if !l.stacked {
-		return s.Linear(x, l.W, l.B)
-	}
 	return l.stackedForward(s, x, true)
 }
 
@@ -67,11 +60,13 @@ func (l Linear) stackedForward(s *torch.Scope, x *torch.Tensor, shared bool) *to
 	if shared {
 		// Every model reads the same rows: repeat them along the model axis.
 		x = s.Reshape(x, 1, -1, in)
-		rep := make([]*torch.Tensor, k)
-		for i := range rep {
-			rep[i] = x
+		if k > 1 {
+			rep := make([]*torch.Tensor, k)
+			for i := range rep {
+				rep[i] = x
+			}
+			x = s.Cat(0, rep...)
 		}
-		x = s.Cat(0, rep...)
 	} else {
 		lead = lead[1:]
 		x = s.Reshape(x, k, -1, in)
@@ -80,25 +75,20 @@ func (l Linear) stackedForward(s *torch.Scope, x *torch.Tensor, shared bool) *to
 	return s.Reshape(y, append(append([]int64{k}, lead...), out)...)
 }
 
-// LayerNorm normalises the last dimension (eps 1e-5, affine).
+// LayerNorm normalises the last dimension (eps 1e-5, affine), W and B (K, D).
 type LayerNorm struct {
-	W, B    *torch.Tensor
-	stacked bool
-	// broadcast applies stacked models' affines in two broadcast operations
+	W, B *torch.Tensor
+	// broadcast applies the models' affines in two broadcast operations
 	// instead of one fused kernel per model: fewer launches on a GPU, equal
 	// up to rounding. On the CPU the per-model kernel is kept (exact).
 	broadcast bool
 }
 
 func newLayerNorm(p *Params, name string, dim int64) LayerNorm {
-	return LayerNorm{W: p.constant(name+".weight", 1, dim), B: p.constant(name+".bias", 0, dim),
-		stacked: p.stacked, broadcast: p.stacked && p.device != torch.CPU}
+	return LayerNorm{W: p.constant(name+".weight", 1, dim), B: p.constant(name+".bias", 0, dim), broadcast: p.device != torch.CPU}
 }
 
 func (l LayerNorm) Forward(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-	if !l.stacked {
-		return s.LayerNorm(x, 1, l.W, l.B, 1e-5)
-	}
 	if !l.broadcast {
 		return s.StackedLayerNorm(x, l.W, l.B, 1e-5)
 	}
@@ -156,6 +146,17 @@ type Mixer struct {
 	LN     LayerNorm
 }
 
+// newMixer builds blocks named blockPrefix.0, .1, ... over tokens tokens of
+// width hidden, and a final LayerNorm named ln.
+func newMixer(p *Params, blockPrefix, ln string, blocks int, tokens, hidden, tokenDim, channelDim int64, dropout float64) Mixer {
+	var m Mixer
+	for i := 0; i < blocks; i++ {
+		m.Blocks = append(m.Blocks, newMixerBlock(p, blockName(blockPrefix, i), tokens, hidden, tokenDim, channelDim, dropout))
+	}
+	m.LN = newLayerNorm(p, ln, hidden)
+	return m
+}
+
 func (m Mixer) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor {
 	for _, b := range m.Blocks {
 		x = b.Forward(s, x, mode)
@@ -163,43 +164,66 @@ func (m Mixer) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor
 	return m.LN.Forward(s, x)
 }
 
-// ImageEncoder embeds non-overlapping patches with a strided convolution,
-// takes them as tokens in row-major patch order, and mixes them.
-type ImageEncoder struct {
-	Embed                 struct{ W, B *torch.Tensor }
-	Patch, Hidden, Tokens int64
-	Mixer                 Mixer
-	models                int64 // > 0: parameters stacked over this many models
+// An encoder maps one modality's batch to tokens (K, batch, tokens, hidden).
+// perModel: x carries the model axis first (each model its own rows); else
+// every model reads the same x.
+type encoder interface {
+	Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor
 }
 
-func newImageEncoder(p *Params, name string, size, patch int64, c *Config) ImageEncoder {
-	e := ImageEncoder{Patch: patch, Hidden: c.Hidden, Tokens: (size / patch) * (size / patch)}
-	if p.stacked {
-		e.models = int64(len(p.seeds))
+// newEncoder builds a modality's encoder from its table entry and the
+// configuration's sizes.
+func newEncoder(p *Params, m ModalitySpec, c *Config) encoder {
+	switch m.Encoder {
+	case "patch-mixer":
+		return newPatchEncoder(p, m, c)
+	case "sequence-mixer":
+		return SequenceEncoder{
+			Embed: newLinear(p, m.Prefix+".emb", m.Shape[1], c.Hidden),
+			Mixer: newMixer(p, m.Prefix+".blocks", m.Prefix+".ln", c.EncoderBlocks, m.Tokens(), c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout),
+		}
+	default:
+		return newStaticMLP(p, m.Prefix, m.Shape[0], c.Hidden, c.Dropout)
 	}
-	b := kaimingBound(patch * patch)
-	e.Embed.W = p.uniform(name+".emb.weight", b, c.Hidden, 1, patch, patch)
-	e.Embed.B = p.uniform(name+".emb.bias", b, c.Hidden)
-	for i := 0; i < c.EncoderBlocks; i++ {
-		e.Mixer.Blocks = append(e.Mixer.Blocks, newMixerBlock(p, blockName(name+".blocks", i), e.Tokens, c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout))
-	}
-	e.Mixer.LN = newLayerNorm(p, name+".ln", c.Hidden)
+}
+
+// PatchEncoder embeds non-overlapping patches with a strided convolution,
+// takes them as tokens in row-major patch order, and mixes them.
+type PatchEncoder struct {
+	Embed                         struct{ W, B *torch.Tensor }
+	Patch, Hidden, Tokens, models int64
+	Mixer                         Mixer
+}
+
+func newPatchEncoder(p *Params, m ModalitySpec, c *Config) PatchEncoder {
+	e := PatchEncoder{Patch: m.Patch, Hidden: c.Hidden, Tokens: m.Tokens(), models: int64(len(p.seeds))}
+	b := kaimingBound(m.Patch * m.Patch * m.Shape[0])
+	e.Embed.W = p.uniform(m.Prefix+".emb.weight", b, c.Hidden, m.Shape[0], m.Patch, m.Patch)
+	e.Embed.B = p.uniform(m.Prefix+".emb.bias", b, c.Hidden)
+	e.Mixer = newMixer(p, m.Prefix+".blocks", m.Prefix+".ln", c.EncoderBlocks, e.Tokens, c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout)
 	return e
 }
 
-// Forward maps images (batch, 1, H, W) to tokens (batch, patches, hidden),
-// or (models, batch, patches, hidden) when stacked: the models' filters
-// then run as one convolution with models x hidden output channels.
-func (e ImageEncoder) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor {
-	if e.models == 0 {
-		x = s.Conv2d(x, e.Embed.W, e.Embed.B, e.Patch, 0)           // (batch, hidden, H/p, W/p)
-		x = s.Transpose(s.Reshape(x, -1, e.Hidden, e.Tokens), 1, 2) // (batch, patches, hidden)
-	} else {
-		w := s.Reshape(e.Embed.W, e.models*e.Hidden, 1, e.Patch, e.Patch)
-		x = s.Conv2d(x, w, s.Reshape(e.Embed.B, e.models*e.Hidden), e.Patch, 0)   // (batch, models*hidden, H/p, W/p)
-		x = s.Permute(s.Reshape(x, -1, e.models, e.Hidden, e.Tokens), 1, 0, 3, 2) // (models, batch, patches, hidden)
+// Forward maps images (batch, C, H, W), or (K, batch, C, H, W) per model,
+// to tokens (K, batch, patches, hidden). Shared images go through one
+// convolution with K x hidden output channels; per-model images through
+// one convolution per model.
+func (e PatchEncoder) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor {
+	shape, _ := x.Shape()
+	if !perModel {
+		w := s.Reshape(e.Embed.W, e.models*e.Hidden, shape[1], e.Patch, e.Patch)
+		x = s.Conv2d(x, w, s.Reshape(e.Embed.B, e.models*e.Hidden), e.Patch, 0)   // (batch, K*hidden, H/p, W/p)
+		x = s.Permute(s.Reshape(x, -1, e.models, e.Hidden, e.Tokens), 1, 0, 3, 2) // (K, batch, patches, hidden)
+		return e.Mixer.Forward(s, x, mode)
 	}
-	return e.Mixer.Forward(s, x, mode)
+	per := make([]*torch.Tensor, e.models)
+	for i := range per {
+		xi := s.Reshape(s.Narrow(x, 0, int64(i), 1), shape[1:]...)
+		wi := s.Reshape(s.Narrow(e.Embed.W, 0, int64(i), 1), e.Hidden, shape[2], e.Patch, e.Patch)
+		yi := s.Conv2d(xi, wi, s.Reshape(s.Narrow(e.Embed.B, 0, int64(i), 1), e.Hidden), e.Patch, 0)
+		per[i] = s.Reshape(s.Transpose(s.Reshape(yi, -1, e.Hidden, e.Tokens), 1, 2), 1, -1, e.Tokens, e.Hidden)
+	}
+	return e.Mixer.Forward(s, s.Cat(0, per...), mode)
 }
 
 // SequenceEncoder projects each time step's features to the hidden size and mixes.
@@ -208,22 +232,20 @@ type SequenceEncoder struct {
 	Mixer Mixer
 }
 
-func newSequenceEncoder(p *Params, name string, steps, features int64, c *Config) SequenceEncoder {
-	e := SequenceEncoder{Embed: newLinear(p, name+".emb", features, c.Hidden)}
-	for i := 0; i < c.EncoderBlocks; i++ {
-		e.Mixer.Blocks = append(e.Mixer.Blocks, newMixerBlock(p, blockName(name+".blocks", i), steps, c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout))
+// Forward maps series (batch, steps, features) to tokens (K, batch, steps, hidden).
+func (e SequenceEncoder) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor {
+	return e.Mixer.Forward(s, linearOn(s, e.Embed, x, perModel), mode)
+}
+
+// linearOn applies l to per-model or shared rows.
+func linearOn(s *torch.Scope, l Linear, x *torch.Tensor, perModel bool) *torch.Tensor {
+	if perModel {
+		return l.Forward(s, x)
 	}
-	e.Mixer.LN = newLayerNorm(p, name+".ln", c.Hidden)
-	return e
+	return l.ForwardShared(s, x)
 }
 
-// Forward maps a batch of series (batch, steps, features), shared by every
-// model, to tokens.
-func (e SequenceEncoder) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor {
-	return e.Mixer.Forward(s, e.Embed.ForwardShared(s, x), mode)
-}
-
-// StaticMLP encodes MIMIC's 5 static features into one token:
+// StaticMLP encodes a vector of features into one token:
 // Linear-ReLU-Dropout, Linear-ReLU-Dropout, Linear (names .0, .3, .6).
 type StaticMLP struct {
 	L1, L2, L3 Linear
@@ -237,11 +259,16 @@ func newStaticMLP(p *Params, name string, in, hidden int64, dropout float64) Sta
 	}
 }
 
-// Forward maps a shared batch (batch, features) to (batch, hidden).
-func (m StaticMLP) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor {
-	x = mode.dropout(s, s.Relu(m.L1.ForwardShared(s, x)), m.Dropout)
+// Forward maps (batch, features) to one token per row, (K, batch, 1, hidden).
+func (m StaticMLP) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor {
+	x = mode.dropout(s, s.Relu(linearOn(s, m.L1, x, perModel)), m.Dropout)
 	x = mode.dropout(s, s.Relu(m.L2.Forward(s, x)), m.Dropout)
-	return m.L3.Forward(s, x)
+	y := m.L3.Forward(s, x) // (K, batch, hidden)
+	shape, _ := y.Shape()
+	if len(shape) != 3 {
+		return y // let the next operation report it
+	}
+	return s.Reshape(y, shape[0], shape[1], 1, shape[2])
 }
 
 func blockName(prefix string, i int) string { return prefix + "." + strconv.Itoa(i) }

@@ -11,26 +11,23 @@ import (
 
 // Params owns a network's trainable tensors, in creation order, under the
 // names PyTorch's state_dict would give them (so weights move between the
-// two by name).
+// two by name). Every tensor is stacked over the models on a leading axis:
+// (K, shape...), model k's slice being what a lone model of seeds[k] has.
 type Params struct {
 	scope   *torch.Scope
 	device  torch.Device
-	seeds   []uint64 // one per model; more than one stacks every parameter on a leading model axis
-	stacked bool
+	seeds   []uint64 // one per model
 	Names   []string
 	Tensors []*torch.Tensor
 	frozen  map[string]bool
 }
 
-func newParams(device torch.Device, seeds []uint64, stacked bool) *Params {
-	return &Params{scope: torch.NewScope(), device: device, seeds: seeds, stacked: stacked, frozen: map[string]bool{}}
+func newParams(device torch.Device, seeds []uint64) *Params {
+	return &Params{scope: torch.NewScope(), device: device, seeds: seeds, frozen: map[string]bool{}}
 }
 
-// modelShape prefixes shape with the model axis when parameters are stacked.
+// modelShape prefixes shape with the model axis.
 func (p *Params) modelShape(shape []int64) []int64 {
-	if !p.stacked {
-		return shape
-	}
 	return append([]int64{int64(len(p.seeds))}, shape...)
 }
 
@@ -113,7 +110,7 @@ func (p *Params) TrainableNames() []string {
 	return out
 }
 
-// Count is the number of trainable scalars.
+// Count is the number of trainable scalars of one model.
 func (p *Params) Count() (int64, error) {
 	var n int64
 	for _, t := range p.Trainable() {
@@ -123,7 +120,7 @@ func (p *Params) Count() (int64, error) {
 		}
 		n += k
 	}
-	return n, nil
+	return n / int64(len(p.seeds)), nil
 }
 
 // ByName maps names to tensors.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/dataset"
 	"github.com/m2mix/m2mix/runrecord"
+	"github.com/m2mix/m2mix/torch"
 )
 
 // writeSyntheticMIMIC writes a small seeded MIMIC-III-shaped dataset to
@@ -83,8 +85,17 @@ func (k *killLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// train1 is the one loop's K = 1 case: one seed's run and its record.
+func train1(cfg *Config, seed int64, o Options) (*runrecord.Record, error) {
+	recs, err := Train(cfg, []int64{seed}, o)
+	if err != nil {
+		return nil, err
+	}
+	return recs[0], nil
+}
+
 // trainKilled runs Train and requires it to be killed by its log.
-func trainKilled(t *testing.T, cfg *Config, o Options) {
+func trainKilled(t *testing.T, cfg *Config, seeds []int64, o Options) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r == nil {
@@ -93,14 +104,14 @@ func trainKilled(t *testing.T, cfg *Config, o Options) {
 			panic(r)
 		}
 	}()
-	if _, err := Train(cfg, o); err != nil {
+	if _, err := Train(cfg, seeds, o); err != nil {
 		t.Fatalf("before the kill: %v", err)
 	}
 }
 
 // trainResumed runs Train on a killed run's folder, turning a panic into a
-// test failure, and returns the record and the log.
-func trainResumed(t *testing.T, cfg *Config, o Options) (rec *runrecord.Record, log string) {
+// test failure, and returns the records and the log.
+func trainResumed(t *testing.T, cfg *Config, seeds []int64, o Options) (recs []*runrecord.Record, log string) {
 	t.Helper()
 	var buf bytes.Buffer
 	o.Log = &buf
@@ -111,11 +122,11 @@ func trainResumed(t *testing.T, cfg *Config, o Options) (rec *runrecord.Record, 
 			}
 		}()
 		var err error
-		if rec, err = Train(cfg, o); err != nil {
+		if recs, err = Train(cfg, seeds, o); err != nil {
 			t.Fatalf("resumed run: %v\nlog:\n%s", err, buf.String())
 		}
 	}()
-	return rec, buf.String()
+	return recs, buf.String()
 }
 
 // withoutTimes copies what a record must reproduce exactly: everything but
@@ -195,8 +206,8 @@ func TestResumeAfterKill(t *testing.T) {
 		return o
 	}
 	runsB := t.TempDir()
-	dirB := RunDir(runsB, cfg.Name, 1)
-	trainKilled(t, cfg, opts(runsB, &killLog{at: "epoch 2/4:"}))
+	dirB := RunDir(runsB, cfg.Name, lcSeed)
+	trainKilled(t, cfg, []int64{lcSeed}, opts(runsB, &killLog{at: "epoch 2/4:"}))
 	var mid runrecord.Record
 	if err := artifact.ReadJSON(filepath.Join(dirB, runrecord.FileName), &mid); err != nil {
 		t.Fatal(err)
@@ -205,11 +216,12 @@ func TestResumeAfterKill(t *testing.T) {
 		t.Fatalf("after the kill: %d epochs recorded, final %v; want 2 and none", len(mid.History), mid.Final)
 	}
 
-	recB, log := trainResumed(t, cfg, opts(runsB, nil))
+	recsB, log := trainResumed(t, cfg, []int64{lcSeed}, opts(runsB, nil))
 	if !strings.Contains(log, "resuming at epoch 2\n") || strings.Contains(log, "epoch 1/4") || strings.Contains(log, "epoch 2/4") ||
 		!strings.Contains(log, "epoch 3/4") || !strings.Contains(log, "epoch 4/4") {
 		t.Errorf("resumed run's log does not show a resume at epoch 2 running epochs 3 and 4:\n%s", log)
 	}
+	recB := recsB[0]
 	requireSameRun(t, dirA, dirB, recA, recB)
 	var val []float64
 	for _, e := range recB.History {
@@ -218,9 +230,114 @@ func TestResumeAfterKill(t *testing.T) {
 	t.Logf("best epoch %d, test accuracy %.4f, validation losses %v", recB.Final.BestEpoch, recB.Final.Accuracy, val)
 
 	// A rerun of a complete run changes nothing.
-	_, log = trainResumed(t, cfg, opts(runsB, nil))
+	_, log = trainResumed(t, cfg, []int64{lcSeed}, opts(runsB, nil))
 	if !strings.Contains(log, "already complete") {
 		t.Errorf("rerun of a complete run: %s", log)
+	}
+}
+
+// TestSeedBatchResumeAfterKill kills a K = 3 batch in the middle of epoch
+// 2's bookkeeping, after the first two seeds have written that epoch and
+// before the third has: on resume the first two wait, unchanged, while the
+// third catches up, and every seed ends byte for byte as in the
+// uninterrupted batch (records less times, best and last checkpoints).
+func TestSeedBatchResumeAfterKill(t *testing.T) {
+	data := t.TempDir()
+	writeSyntheticMIMIC(t, data)
+	cfg, err := LoadConfig("m2mixer_lc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := []int64{1, 2, 3}
+	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
+	recsA, err := Train(cfg, seeds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runsA := o.RunsDir
+	o.RunsDir = t.TempDir()
+	o.Log = &killLog{at: "seed 2 epoch 2/4:"}
+	trainKilled(t, cfg, seeds, o)
+	ahead := 0
+	for _, seed := range seeds {
+		var mid runrecord.Record
+		if err := artifact.ReadJSON(filepath.Join(RunDir(o.RunsDir, cfg.Name, seed), runrecord.FileName), &mid); err != nil {
+			t.Fatal(err)
+		}
+		if len(mid.History) == 2 {
+			ahead++
+		}
+	}
+	if ahead != 2 {
+		t.Fatalf("after the kill %d seeds have 2 epochs recorded; the test needs 2 (the kill fell between two seeds' writes)", ahead)
+	}
+	recsB, log := trainResumed(t, cfg, seeds, o)
+	for _, want := range []string{"seed 1: resuming at epoch 2\n", "seed 3: resuming at epoch 1\n", "seed 3 epoch 2/4:"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("resumed batch's log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "seed 1 epoch 2/4:") {
+		t.Errorf("seed 1 trained epoch 2 twice:\n%s", log)
+	}
+	for i, seed := range seeds {
+		requireSameRun(t, RunDir(runsA, cfg.Name, seed), RunDir(o.RunsDir, cfg.Name, seed), recsA[i], recsB[i])
+	}
+}
+
+// TestDivergedModelStops: a model of a batch whose loss stops being finite
+// (here: its weights made NaN in its last checkpoint before a resume) stops
+// with the reason in its record and is tested on its best weights, while
+// the other model trains on exactly as it would have.
+func TestDivergedModelStops(t *testing.T) {
+	data := t.TempDir()
+	writeSyntheticMIMIC(t, data)
+	cfg, err := LoadConfig("m2mixer_lc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := []int64{1, 2}
+	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
+	recsA, err := Train(cfg, seeds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runsA := o.RunsDir
+	o.RunsDir = t.TempDir()
+	o.Log = &killLog{at: "seed 2 epoch 2/4:"}
+	trainKilled(t, cfg, seeds, o)
+	last := filepath.Join(RunDir(o.RunsDir, cfg.Name, 2), lastFile)
+	poisonCheckpoint(t, last, "time.emb.weight")
+
+	recs, log := trainResumed(t, cfg, seeds, o)
+	requireSameRun(t, RunDir(runsA, cfg.Name, 1), RunDir(o.RunsDir, cfg.Name, 1), recsA[0], recs[0])
+	bad := recs[1]
+	if bad.Final == nil || !strings.Contains(bad.Final.Diverged, "epoch 2: training loss NaN") {
+		t.Fatalf("the poisoned model's record does not say it diverged at epoch 2: %+v\nlog:\n%s", bad.Final, log)
+	}
+	if len(bad.History) != 2 || bad.Final.BestEpoch > 1 || bad.Final.Accuracy == 0 {
+		t.Errorf("the poisoned model: %d epochs, best epoch %d, accuracy %v; want 2 finite epochs, tested on their best", len(bad.History), bad.Final.BestEpoch, bad.Final.Accuracy)
+	}
+	if !strings.Contains(log, "seed 2: training diverged at epoch 3") || strings.Contains(log, "seed 2 epoch 4/4") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+// poisonCheckpoint rewrites one tensor of a checkpoint as NaN.
+func poisonCheckpoint(t *testing.T, path, name string) {
+	t.Helper()
+	s := torch.NewScope()
+	defer s.Close()
+	ts, meta, err := torch.LoadSafetensors(s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts[name] == nil {
+		t.Fatalf("%s: no tensor %s", path, name)
+	}
+	ts[name] = s.MulScalar(ts[name], math.NaN())
+	if err := torch.SaveSafetensors(path, ts, meta); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -231,7 +348,7 @@ func TestResumeAfterKill(t *testing.T) {
 // returns the run folder.
 func killBetweenWrites(t *testing.T, cfg *Config, o Options, stale string) string {
 	t.Helper()
-	dir := RunDir(o.RunsDir, cfg.Name, o.Seed)
+	dir := RunDir(o.RunsDir, cfg.Name, lcSeed)
 	path := filepath.Join(dir, stale)
 	var after2 []byte
 	o.Log = &killLog{at: "epoch 3/4:", onLine: func(line string) {
@@ -242,7 +359,7 @@ func killBetweenWrites(t *testing.T, cfg *Config, o Options, stale string) strin
 			}
 		}
 	}}
-	trainKilled(t, cfg, o)
+	trainKilled(t, cfg, []int64{lcSeed}, o)
 	if after2 == nil {
 		t.Fatal("no copy of " + stale + " after epoch 2")
 	}
@@ -260,18 +377,18 @@ func TestResumeRecordAheadOfCheckpoint(t *testing.T) {
 	cfg, o, dirA, recA := uninterruptedLC(t)
 	o.RunsDir = t.TempDir()
 	dirB := killBetweenWrites(t, cfg, o, lastFile)
-	recB, log := trainResumed(t, cfg, o)
+	recsB, log := trainResumed(t, cfg, []int64{lcSeed}, o)
 	if !strings.Contains(log, "resuming at epoch 2\n") {
 		t.Errorf("want a resume at epoch 2:\n%s", log)
 	}
-	requireSameRun(t, dirA, dirB, recA, recB)
+	requireSameRun(t, dirA, dirB, recA, recsB[0])
 }
 
 // TestResumeCheckpointAheadOfRecord: the checkpoint is epoch 3's, record.json
-// still holds 2 epochs: a state train.go's write order (record.json, then
-// last.safetensors) no longer leaves, but a hand-copied folder might. Resuming
-// must not crash: it must reproduce the uninterrupted run or refuse with an
-// error.
+// still holds 2 epochs: a state the write order (record.json, then
+// last.safetensors) no longer leaves, but a hand-copied folder might.
+// Resuming must not crash: it must reproduce the uninterrupted run or refuse
+// with an error.
 func TestResumeCheckpointAheadOfRecord(t *testing.T) {
 	cfg, o, dirA, recA := uninterruptedLC(t)
 	o.RunsDir = t.TempDir()
@@ -286,7 +403,7 @@ func TestResumeCheckpointAheadOfRecord(t *testing.T) {
 				t.Fatalf("resumed run panicked: %v\nlog:\n%s", r, buf.String())
 			}
 		}()
-		rec, err = Train(cfg, o)
+		rec, err = train1(cfg, lcSeed, o)
 	}()
 	if err != nil {
 		t.Logf("refused, as allowed: %v", err)
@@ -294,6 +411,9 @@ func TestResumeCheckpointAheadOfRecord(t *testing.T) {
 	}
 	requireSameRun(t, dirA, dirB, recA, rec)
 }
+
+// lcSeed is the seed of uninterruptedLC's run.
+const lcSeed = 1
 
 // uninterruptedLC trains M2-Mixer_LC 4 epochs on synthetic data and returns
 // the configuration, the options (DataDir set), the run folder and record.
@@ -305,8 +425,8 @@ func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Seed: 1, DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
-	rec, err := Train(cfg, o)
+	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
+	rec, err := train1(cfg, lcSeed, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +436,7 @@ func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record)
 	if rec.Final.BestEpoch == 0 {
 		t.Fatalf("the best epoch is the first: best.safetensors would not show whether training resumed correctly")
 	}
-	return cfg, o, RunDir(o.RunsDir, cfg.Name, o.Seed), rec
+	return cfg, o, RunDir(o.RunsDir, cfg.Name, lcSeed), rec
 }
 
 // TestResumeAfterKillAtEarlyStop kills a run that early stopping has just
@@ -332,10 +452,10 @@ func TestResumeAfterKillAtEarlyStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := *base
-	cfg.EarlyStopping, cfg.LR = 2, 0.03 // a short, bumpy run that stops early
-	const maxEpochs = 12
-	o := Options{Seed: 2, DataDir: data, RunsDir: t.TempDir(), MaxEpochs: maxEpochs, Threads: 1}
-	recA, err := Train(&cfg, o)
+	cfg.EarlyStopping, cfg.LR = 2, 0.03 // a short, bumpy run that stops early (at epoch 12)
+	const maxEpochs, seed = 16, 2
+	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: maxEpochs, Threads: 1}
+	recA, err := train1(&cfg, seed, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,14 +463,14 @@ func TestResumeAfterKillAtEarlyStop(t *testing.T) {
 	if !recA.Final.StoppedEarly || n >= maxEpochs {
 		t.Fatalf("the uninterrupted run did not stop early (%d epochs): the test needs another curve", n)
 	}
-	dirA := RunDir(o.RunsDir, cfg.Name, o.Seed)
+	dirA := RunDir(o.RunsDir, cfg.Name, seed)
 
 	o.RunsDir = t.TempDir()
 	o.Log = &killLog{at: fmt.Sprintf("epoch %d/%d:", n, maxEpochs)}
-	trainKilled(t, &cfg, o)
-	recB, log := trainResumed(t, &cfg, o)
+	trainKilled(t, &cfg, []int64{seed}, o)
+	recsB, log := trainResumed(t, &cfg, []int64{seed}, o)
 	if strings.Contains(log, fmt.Sprintf("epoch %d/%d:", n+1, maxEpochs)) {
 		t.Errorf("the resumed run trained past the epoch where early stopping ended the run:\n%s", log)
 	}
-	requireSameRun(t, dirA, RunDir(o.RunsDir, cfg.Name, o.Seed), recA, recB)
+	requireSameRun(t, dirA, RunDir(o.RunsDir, cfg.Name, seed), recA, recsB[0])
 }

@@ -216,7 +216,7 @@ func TestLCScheduleInTraining(t *testing.T) {
 		if cfg.Loss.LCEta != c.eta {
 			t.Fatalf("%s: lc_eta %v, want %v", c.config, cfg.Loss.LCEta, c.eta)
 		}
-		rec, err := Train(cfg, Options{Seed: 3, DataDir: data, RunsDir: t.TempDir(), MaxEpochs: c.epochs, Threads: 1})
+		rec, err := train1(cfg, 3, Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: c.epochs, Threads: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

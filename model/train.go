@@ -6,12 +6,12 @@ import (
 	"io"
 	"maps"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/m2mix/m2mix/artifact"
@@ -19,9 +19,8 @@ import (
 	"github.com/m2mix/m2mix/torch"
 )
 
-// Options are the run-level settings of one (configuration, seed) run.
+// Options are the run-level settings of a training run of one or more seeds.
 type Options struct {
-	Seed       int64
 	Device     torch.Device
 	DataDir    string // the data folder; datasets are read from DataDir/<dataset>/
 	RunsDir    string // records go to RunsDir/<config>/<seed>/
@@ -29,11 +28,11 @@ type Options struct {
 	LimitTrain int    // 0: every training row
 	LimitEval  int    // 0: every validation and test row
 	EvalBatch  int    // 0: 512
-	Shuffle    bool   // shuffle training rows each epoch (the reference does not)
+	Shuffle    *bool  // nil: the configuration's choice
 	Threads    int    // libtorch intra-op threads; 0: all cores
-	NoGraphs   bool   // seed batches on CUDA: plain steps, no CUDA graph
+	NoGraphs   bool   // on CUDA: plain steps, no CUDA graph
 	Profile    string
-	Log        io.Writer // one line per epoch; nil: silent
+	Log        io.Writer // one line per epoch and model; nil: silent
 }
 
 // setup fills in o's defaults, sets libtorch's thread count, and returns
@@ -78,9 +77,39 @@ func epochSeed(seed int64, epoch int) uint64 {
 	return uint64(seed)*0x9E3779B97F4A7C15 + uint64(epoch+1)*0xBF58476D1CE4E5B9
 }
 
-// Train runs one configuration with one seed to the end (or continues a run
-// that was interrupted) and returns its completed record.
-func Train(cfg *Config, o Options) (*runrecord.Record, error) {
+// member is one model of a run: its seed's record, folder and loop state.
+type member struct {
+	seed int64
+	dir  string
+	rec  *runrecord.Record
+	st   *loopState
+	done bool // complete before this run started: left as it is
+}
+
+// Train trains one configuration with one or more seeds, as K stacked
+// models in lockstep (K = 1 for a lone seed): every matmul serves all the
+// models at once, while each model keeps its own dropout stream, Adam
+// state, learning rate, plateau scheduler, early stopping and best
+// checkpoint, and a stopped model stops changing. So each model computes
+// what it would alone (up to floating-point rounding) and each seed leaves
+// its own record and checkpoints in RunDir(runs, config, seed). Epoch times
+// in the records are the batch's wall time divided by K.
+//
+// Run again after an interruption, it continues every model from its last
+// completed epoch: a model whose last checkpoint is ahead of the others
+// (a kill between two models' writes) waits, unchanged, while the others
+// catch up. A probe's models each start from their own seed's trained
+// encoder. A model whose loss stops being finite stops, and is tested on
+// its best weights before that, which its record says.
+func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
+	if len(seeds) == 0 {
+		return nil, errors.New("no seeds")
+	}
+	for i, s := range seeds {
+		if slices.Contains(seeds[:i], s) {
+			return nil, fmt.Errorf("seed %d given twice", s)
+		}
+	}
 	// libtorch's OpenMP keeps one thread team per calling OS thread; pinning
 	// the run to one thread keeps it to one team instead of one per thread
 	// the Go scheduler happens to use.
@@ -90,37 +119,66 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := RunDir(o.RunsDir, cfg.Name, o.Seed)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	shuffle := cfg.Shuffle
+	if o.Shuffle != nil {
+		shuffle = *o.Shuffle
 	}
-
 	data := torch.NewScope()
 	defer data.Close()
 	ds, err := LoadDatasets(data, filepath.Join(o.DataDir, cfg.Dataset), cfg.Dataset, o.Device, o.LimitTrain, o.LimitEval)
 	if err != nil {
 		return nil, err
 	}
-
-	net, err := NewNetwork(cfg, uint64(o.Seed), o.Device)
+	k := len(seeds)
+	useeds := make([]uint64, k)
+	for i, s := range seeds {
+		useeds[i] = uint64(s)
+	}
+	net, err := NewNetwork(cfg, useeds, o.Device)
 	if err != nil {
 		return nil, err
 	}
 	defer net.Close()
-	inputs := ds.SHA256
-	if cfg.Kind == "probe" {
-		src := filepath.Join(RunDir(o.RunsDir, cfg.ProbeOf, o.Seed), BestFile)
-		prefix := encoderPrefix(cfg.Modality)
-		s := torch.NewScope()
-		_, _, err := loadParams(s, src, net, prefix)
-		s.Close()
-		if err != nil {
-			return nil, fmt.Errorf("probe %s needs a trained %s run of seed %d: %w", cfg.Name, cfg.ProbeOf, o.Seed, err)
-		}
-		if err := net.Params.Freeze(prefix); err != nil {
+
+	models := make([]*member, k)
+	for i, seed := range seeds {
+		m := &member{seed: seed, dir: RunDir(o.RunsDir, cfg.Name, seed)}
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
 			return nil, err
 		}
-		if inputs[cfg.ProbeOf+"/"+BestFile], err = artifact.SHA256File(src); err != nil {
+		inputs := maps.Clone(ds.SHA256) // the data, and a probe's encoder
+		if cfg.Kind == "probe" {
+			src := filepath.Join(RunDir(o.RunsDir, cfg.ProbeOf, seed), BestFile)
+			s := torch.NewScope()
+			_, _, err := loadModel(s, src, net, i, cfg.encoderPrefix())
+			s.Close()
+			if err != nil {
+				return nil, fmt.Errorf("probe %s needs a trained %s run of seed %d: %w", cfg.Name, cfg.ProbeOf, seed, err)
+			}
+			if inputs[cfg.ProbeOf+"/"+BestFile], err = artifact.SHA256File(src); err != nil {
+				return nil, err
+			}
+		}
+		settings := map[string]any{
+			"config": cfg, "max_epochs": maxEpochs, "limit_train": o.LimitTrain, "limit_eval": o.LimitEval,
+			"shuffle": shuffle, "eval_batch": o.EvalBatch, "train_rows": ds.Train.N,
+			"validation_rows": ds.Validation.N, "test_rows": ds.Test.N,
+		}
+		if k > 1 {
+			settings["seed_batch"] = seeds
+		}
+		m.rec = &runrecord.Record{
+			Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Seed: seed, Profile: o.Profile,
+			Device: string(o.Device), Libtorch: info.Version, Inputs: inputs, Settings: settings,
+		}
+		m.st = &loopState{LR: cfg.LR, WFusion: cfg.Loss.WFusion, Early: NewEarlyStop(cfg.EarlyStopping), BestEpoch: -1}
+		if cfg.Plateau != nil {
+			m.st.Plateau = NewPlateau(cfg.Plateau.Patience, cfg.Plateau.Factor, cfg.Plateau.Threshold)
+		}
+		models[i] = m
+	}
+	if cfg.Kind == "probe" {
+		if err := net.Params.Freeze(cfg.encoderPrefix()); err != nil {
 			return nil, err
 		}
 	}
@@ -128,134 +186,198 @@ func Train(cfg *Config, o Options) (*runrecord.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	opt, err := torch.NewAdam(net.Params.Trainable(), torch.DefaultAdam(cfg.LR))
+	tr, err := newTrainer(net, cfg, ds.Train, o)
 	if err != nil {
 		return nil, err
 	}
-	defer opt.Close()
-
-	rec := &runrecord.Record{
-		Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Seed: o.Seed, Profile: o.Profile,
-		Device: string(o.Device), Libtorch: info.Version, Inputs: inputs, Params: nparams,
-		Settings: map[string]any{
-			"config": cfg, "max_epochs": maxEpochs, "limit_train": o.LimitTrain, "limit_eval": o.LimitEval,
-			"shuffle": o.Shuffle, "eval_batch": o.EvalBatch, "train_rows": ds.Train.N,
-			"validation_rows": ds.Validation.N, "test_rows": ds.Test.N,
-		},
-	}
-	st := &loopState{LR: cfg.LR, WFusion: cfg.Loss.WFusion, Early: NewEarlyStop(cfg.EarlyStopping), BestEpoch: -1}
-	if cfg.Plateau != nil {
-		st.Plateau = NewPlateau(cfg.Plateau.Patience, cfg.Plateau.Factor, cfg.Plateau.Threshold)
-	}
-
-	// Resume: record.json is written before last.safetensors at each epoch,
-	// so the record's history always reaches the checkpoint's epoch.
-	recPath := filepath.Join(dir, runrecord.FileName)
-	if _, err := os.Stat(filepath.Join(dir, lastFile)); err == nil {
-		var old runrecord.Record
-		if err := artifact.ReadJSON(recPath, &old); err == nil && sameRun(&old, rec) {
-			if old.Final != nil {
-				fmt.Fprintf(o.Log, "%s seed %d: already complete\n", cfg.Name, o.Seed)
-				return &old, nil
-			}
-			if st, err = loadResume(filepath.Join(dir, lastFile), net, opt); err != nil {
-				return nil, err
-			}
-			if err := opt.SetLR(st.LR); err != nil {
-				return nil, err
-			}
-			if len(old.History) < st.NextEpoch {
-				return nil, fmt.Errorf("%s: the record has %d epochs but the checkpoint is at epoch %d; delete the run folder to start again",
-					dir, len(old.History), st.NextEpoch)
-			}
-			rec.History = old.History[:st.NextEpoch]
-			fmt.Fprintf(o.Log, "%s seed %d: resuming at epoch %d\n", cfg.Name, o.Seed, st.NextEpoch)
+	defer tr.Close()
+	for i, m := range models {
+		m.rec.Params = nparams
+		if err := m.resume(net, i, tr.opt, o.Log); err != nil {
+			return nil, err
 		}
 	}
 
-	drop, err := torch.NewKeyedDropout(o.Device, 1, false)
-	if err != nil {
-		return nil, err
+	start := maxEpochs
+	for _, m := range models {
+		if !m.done && !m.st.stopped() {
+			start = min(start, m.st.NextEpoch)
+		}
 	}
-	defer drop.Close()
-
-	// A run killed after its early-stopping epoch was saved must not train on.
-	stopped := st.Early.Wait >= st.Early.Patience
-	for epoch := st.NextEpoch; epoch < maxEpochs && !stopped; epoch++ {
+	for epoch := start; epoch < maxEpochs; epoch++ {
+		var active []int
+		for i, m := range models {
+			// A model ahead of the others (resumed from a later epoch) waits.
+			on := !m.done && !m.st.stopped() && m.st.NextEpoch == epoch
+			tr.opt.SetActive(i, on)
+			tr.opt.SetLR(i, m.st.LR)
+			if on {
+				active = append(active, i)
+			}
+		}
+		if len(active) == 0 {
+			break
+		}
+		// w_f follows the epoch count alone, so every running model has the same.
+		weights := cfg.HeadWeights(models[active[0]].st.WFusion)
 		t0 := time.Now()
-		if err := drop.StartEpoch([]uint64{epochSeed(o.Seed, epoch)}); err != nil {
-			return nil, err
+		keys := make([]uint64, k)
+		for i, seed := range seeds {
+			keys[i] = epochSeed(seed, epoch)
 		}
-		trainLoss, err := trainEpoch(net, opt, ds.Train, cfg.HeadWeights(st.WFusion), cfg.BatchSize, o, epoch, drop)
+		es := torch.NewScope()
+		var order *torch.Tensor
+		if shuffle {
+			order = shuffledOrder(es, seeds, epoch, ds.Train.N, o.Device)
+		}
+		trainLoss, err := tr.epoch(ds.Train, order, weights, keys)
+		es.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%s seed %d epoch %d: %w", cfg.Name, o.Seed, epoch, err)
+			return nil, fmt.Errorf("%s seeds %v epoch %d: %w", cfg.Name, seeds, epoch, err)
 		}
-		ev, err := evaluate(net, ds.Validation, o.EvalBatch)
+		evs, err := tr.evaluate(ds.Validation, o.EvalBatch)
 		if err != nil {
-			return nil, fmt.Errorf("%s seed %d epoch %d: validation: %w", cfg.Name, o.Seed, epoch, err)
+			return nil, fmt.Errorf("%s seeds %v epoch %d: validation: %w", cfg.Name, seeds, epoch, err)
 		}
-		valLoss := ev.weightedLoss(cfg.HeadWeights(st.WFusion))
-		if math.IsNaN(valLoss) || math.IsInf(valLoss, 0) || math.IsNaN(trainLoss) || math.IsInf(trainLoss, 0) {
-			return nil, fmt.Errorf("%s seed %d epoch %d: training diverged (train loss %v, validation loss %v)",
-				cfg.Name, o.Seed, epoch, trainLoss, valLoss)
-		}
-		rec.History = append(rec.History, runrecord.Epoch{
-			Epoch: epoch, TrainLoss: trainLoss, ValLoss: valLoss, HeadLoss: ev.loss, HeadAcc: ev.acc,
-			LR: st.LR, WFusion: st.WFusion, Seconds: time.Since(t0).Seconds(),
-		})
-		improved, stop := st.Early.Step(valLoss)
-		if improved {
-			st.BestEpoch = epoch
-			if err := saveParams(filepath.Join(dir, BestFile), net, nil, nil); err != nil {
+		seconds := time.Since(t0).Seconds() / float64(k)
+		for _, i := range active {
+			if err := models[i].endEpoch(cfg, net, i, tr.opt, epoch, maxEpochs, trainLoss[i], evs[i], seconds, o.Log); err != nil {
 				return nil, err
 			}
 		}
-		if st.Plateau != nil {
-			if st.LR = st.Plateau.Step(valLoss, st.LR); true {
-				if err := opt.SetLR(st.LR); err != nil {
-					return nil, err
-				}
-			}
+		if k > 1 {
+			fmt.Fprintf(o.Log, "%s seeds %v epoch %d: %.1fs for %d models\n", cfg.Name, seeds, epoch+1, seconds*float64(k), k)
 		}
-		if cfg.Loss.LCEta > 0 {
-			st.WFusion = math.Min(1, st.WFusion+cfg.Loss.LCEta)
-		}
-		st.NextEpoch = epoch + 1
-		if err := artifact.WriteJSON(recPath, rec); err != nil {
-			return nil, err
-		}
-		if err := saveParams(filepath.Join(dir, lastFile), net, opt, st); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(o.Log, "%s seed %d epoch %d/%d: train %.4f val %.4f acc %.4f lr %.2g%s (%.1fs)\n",
-			cfg.Name, o.Seed, epoch+1, maxEpochs, trainLoss, valLoss, ev.acc[cfg.Heads[0]], rec.History[len(rec.History)-1].LR,
-			map[bool]string{true: " *", false: ""}[improved], rec.History[len(rec.History)-1].Seconds)
-		stopped = stop
-	}
-	if st.BestEpoch < 0 {
-		return nil, errors.New("no epoch completed")
 	}
 
-	// Test on the weights of the lowest validation loss.
-	s := torch.NewScope()
-	_, _, err = loadParams(s, filepath.Join(dir, BestFile), net, "")
-	s.Close()
-	if err != nil {
-		return nil, err
+	// Each model's test uses its own lowest-validation-loss weights.
+	var testing []int
+	var failed []string
+	for i, m := range models {
+		switch {
+		case m.done:
+		case m.st.BestEpoch < 0:
+			failed = append(failed, fmt.Sprintf("seed %d has no completed epoch (%s)", m.seed, m.st.Diverged))
+		default:
+			s := torch.NewScope()
+			_, _, err := loadModel(s, filepath.Join(m.dir, BestFile), net, i, "")
+			s.Close()
+			if err != nil {
+				return nil, err
+			}
+			testing = append(testing, i)
+		}
 	}
-	t0 := time.Now()
-	ev, err := evaluate(net, ds.Test, o.EvalBatch)
-	if err != nil {
-		return nil, fmt.Errorf("%s seed %d: test: %w", cfg.Name, o.Seed, err)
+	if len(testing) > 0 {
+		t0 := time.Now()
+		evs, err := tr.evaluate(ds.Test, o.EvalBatch)
+		if err != nil {
+			return nil, fmt.Errorf("%s seeds %v: test: %w", cfg.Name, seeds, err)
+		}
+		testSeconds := time.Since(t0).Seconds() / float64(k)
+		for _, i := range testing {
+			m := models[i]
+			m.rec.Final = finalMetrics(cfg, ds.Spec.Classes, m.rec, evs[i], m.st, testSeconds)
+			if err := artifact.WriteJSON(filepath.Join(m.dir, runrecord.FileName), m.rec); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(o.Log, "%s seed %d: test accuracy %.4f, macro F1 %.4f (best epoch %d)\n",
+				cfg.Name, m.seed, m.rec.Final.Accuracy, m.rec.Final.MacroF1, m.st.BestEpoch+1)
+		}
 	}
-	rec.Final = finalMetrics(cfg, rec, ev, st.BestEpoch, stopped, time.Since(t0).Seconds())
-	if err := artifact.WriteJSON(recPath, rec); err != nil {
-		return nil, err
+	recs := make([]*runrecord.Record, k)
+	for i, m := range models {
+		recs[i] = m.rec
 	}
-	fmt.Fprintf(o.Log, "%s seed %d: test accuracy %.4f, macro F1 %.4f (best epoch %d)\n",
-		cfg.Name, o.Seed, rec.Final.Accuracy, rec.Final.MacroF1, st.BestEpoch+1)
-	return rec, nil
+	if len(failed) > 0 {
+		return recs, fmt.Errorf("%s: %s", cfg.Name, strings.Join(failed, "; "))
+	}
+	return recs, nil
 }
+
+// resume continues model i from its folder: a complete run is left as it
+// is; an interrupted one restores its weights, Adam state and loop state
+// from last.safetensors and its history from record.json. A folder of
+// another run (other data, settings or device) is started afresh.
+//
+// record.json is written before last.safetensors at each epoch, so the
+// record's history always reaches the checkpoint's epoch.
+func (m *member) resume(net *Network, i int, opt *torch.FlatAdam, log io.Writer) error {
+	last := filepath.Join(m.dir, lastFile)
+	if _, err := os.Stat(last); err != nil {
+		return nil
+	}
+	var old runrecord.Record
+	if err := artifact.ReadJSON(filepath.Join(m.dir, runrecord.FileName), &old); err != nil || !sameRun(&old, m.rec) {
+		return nil
+	}
+	if old.Final != nil {
+		fmt.Fprintf(log, "%s seed %d: already complete\n", m.rec.Config, m.seed)
+		m.rec, m.done = &old, true
+		return nil
+	}
+	st, err := loadResume(last, net, i, opt)
+	if err != nil {
+		return err
+	}
+	if len(old.History) < st.NextEpoch {
+		return fmt.Errorf("%s: the record has %d epochs but the checkpoint is at epoch %d; delete the run folder to start again",
+			m.dir, len(old.History), st.NextEpoch)
+	}
+	m.st, m.rec.History = st, old.History[:st.NextEpoch]
+	fmt.Fprintf(log, "%s seed %d: resuming at epoch %d\n", m.rec.Config, m.seed, st.NextEpoch)
+	return nil
+}
+
+// endEpoch does model i's bookkeeping after an epoch it trained in: the
+// record, early stopping and the best checkpoint, the plateau scheduler,
+// the LC schedule, then record.json and last.safetensors, in that order.
+// A non-finite loss stops the model instead, saying so in its state.
+func (m *member) endEpoch(cfg *Config, net *Network, i int, opt *torch.FlatAdam, epoch, maxEpochs int, trainLoss float64, ev *evaluation, seconds float64, log io.Writer) error {
+	st := m.st
+	valLoss := ev.weightedLoss(cfg.HeadWeights(st.WFusion))
+	recPath, lastPath := filepath.Join(m.dir, runrecord.FileName), filepath.Join(m.dir, lastFile)
+	if !finite(trainLoss) || !finite(valLoss) {
+		st.Diverged = fmt.Sprintf("epoch %d: training loss %v, validation loss %v", epoch, trainLoss, valLoss)
+		fmt.Fprintf(log, "%s seed %d: training diverged at epoch %d (train loss %v, validation loss %v); stopped\n",
+			cfg.Name, m.seed, epoch+1, trainLoss, valLoss)
+		if err := artifact.WriteJSON(recPath, m.rec); err != nil {
+			return err
+		}
+		return saveModel(lastPath, net, i, opt, st)
+	}
+	m.rec.History = append(m.rec.History, runrecord.Epoch{
+		Epoch: epoch, TrainLoss: trainLoss, ValLoss: valLoss, HeadLoss: ev.loss, HeadAcc: ev.acc,
+		LR: st.LR, WFusion: st.WFusion, Seconds: seconds,
+	})
+	improved, _ := st.Early.Step(valLoss)
+	if improved {
+		st.BestEpoch = epoch
+		if err := saveModel(filepath.Join(m.dir, BestFile), net, i, nil, nil); err != nil {
+			return err
+		}
+	}
+	lr := st.LR
+	if st.Plateau != nil {
+		st.LR = st.Plateau.Step(valLoss, st.LR)
+	}
+	if cfg.Loss.LCEta > 0 {
+		st.WFusion = math.Min(1, st.WFusion+cfg.Loss.LCEta)
+	}
+	st.NextEpoch = epoch + 1
+	if err := artifact.WriteJSON(recPath, m.rec); err != nil {
+		return err
+	}
+	if err := saveModel(lastPath, net, i, opt, st); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "%s seed %d epoch %d/%d: train %.4f val %.4f acc %.4f lr %.2g%s (%.1fs)\n",
+		cfg.Name, m.seed, epoch+1, maxEpochs, trainLoss, valLoss, ev.acc[cfg.Heads[0]], lr,
+		map[bool]string{true: " *", false: ""}[improved], seconds)
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // sameRun reports whether an existing record was made with the same
 // configuration, data and limits, so that resuming it is legitimate.
@@ -267,123 +389,4 @@ func sameRun(old, cur *runrecord.Record) bool {
 func settingsKey(m map[string]any) string {
 	b, _ := jsonCanonical(m)
 	return string(b)
-}
-
-// encoderPrefix names a modality encoder's parameters.
-func encoderPrefix(modality string) string {
-	if modality == "audio" {
-		return "aud."
-	}
-	return "img."
-}
-
-// trainEpoch runs one pass over the training rows and returns the mean loss.
-func trainEpoch(net *Network, opt *torch.Adam, sp *Split, weights map[string]float64, batch int, o Options, epoch int, drop *torch.KeyedDropout) (float64, error) {
-	epochScope := torch.NewScope()
-	defer epochScope.Close()
-	var order *torch.Tensor
-	if o.Shuffle {
-		perm := make([]int64, sp.N)
-		for i := range perm {
-			perm[i] = int64(i)
-		}
-		r := rand.New(rand.NewPCG(uint64(o.Seed), uint64(epoch)))
-		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
-		order = epochScope.From(perm, sp.N)
-		if o.Device != torch.CPU {
-			order = epochScope.To(order, o.Device)
-		}
-	}
-	var total *torch.Tensor // summed on the device: no host sync per batch
-	for lo := int64(0); lo < sp.N; lo += int64(batch) {
-		n := min(int64(batch), sp.N-lo)
-		s := torch.NewScope()
-		b := sp.Batch(s, lo, n, order)
-		loss := weightedLoss(s, net.Forward(s, b, Mode{Train: true, Drop: drop}), b.Label, weights)
-		if err := optimise(s, loss, opt, drop); err != nil {
-			s.Close()
-			return 0, err
-		}
-		total = accumulate(epochScope, total, s, loss, n)
-		s.Close()
-	}
-	if err := epochScope.Err(); err != nil {
-		return 0, err
-	}
-	sum, err := total.Item()
-	return sum / float64(sp.N), err
-}
-
-// accumulate adds n times a batch's (detached) loss, made in batch scope s,
-// to the running total kept in epoch scope e, on the device: the epoch's
-// loss is read once, at its end, not once per batch.
-func accumulate(e *torch.Scope, total *torch.Tensor, s *torch.Scope, loss *torch.Tensor, n int64) *torch.Tensor {
-	part := e.Adopt(s.MulScalar(s.Detach(loss), float64(n)))
-	if total == nil {
-		return part
-	}
-	return e.Add(total, part)
-}
-
-// optimiser is what optimise needs of libtorch's Adam and the stacked one.
-type optimiser interface {
-	ZeroGrad() error
-	Step() error
-}
-
-// optimise takes one step on loss: zero the gradients, backpropagate,
-// update, and move dropout on to the next step's masks.
-func optimise(s *torch.Scope, loss *torch.Tensor, opt optimiser, drop *torch.KeyedDropout) error {
-	if err := s.Err(); err != nil {
-		return err
-	}
-	if err := opt.ZeroGrad(); err != nil {
-		return err
-	}
-	if err := loss.Backward(); err != nil {
-		return err
-	}
-	if err := opt.Step(); err != nil {
-		return err
-	}
-	return drop.EndStep()
-}
-
-// weightedLoss is sum over heads of weight * mean cross-entropy.
-func weightedLoss(s *torch.Scope, logits map[string]*torch.Tensor, label *torch.Tensor, weights map[string]float64) *torch.Tensor {
-	var loss *torch.Tensor
-	for _, h := range slices.Sorted(maps.Keys(weights)) {
-		term := s.MulScalar(s.CrossEntropy(logits[h], label, torch.ReduceMean), weights[h])
-		if loss == nil {
-			loss = term
-		} else {
-			loss = s.Add(loss, term)
-		}
-	}
-	return loss
-}
-
-// evaluation holds per-head results over a whole split.
-type evaluation struct {
-	loss  map[string]float64 // mean cross-entropy per head
-	acc   map[string]float64
-	pred  map[string][]int64
-	label []int64
-}
-
-func (e *evaluation) weightedLoss(w map[string]float64) float64 {
-	v := 0.0
-	for _, h := range slices.Sorted(maps.Keys(w)) {
-		v += w[h] * e.loss[h]
-	}
-	return v
-}
-
-// evaluate runs one (unstacked) network with dropout off over a split.
-func evaluate(net *Network, sp *Split, batch int) (*evaluation, error) {
-	evs, err := evaluateModels(net, sp, batch, 1, false)
-	if err != nil {
-		return nil, err
-	}
-	return evs[0], nil
 }

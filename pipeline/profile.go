@@ -21,7 +21,7 @@ type Profile struct {
 	// PerConfigOverrides apply to one configuration, over Overrides.
 	PerConfigOverrides map[string]Overrides `json:"per_config_overrides,omitempty"`
 	// SeedBatch trains all seeds of a configuration in lockstep as one
-	// stacked model (model.TrainSeeds), one stage per configuration; a
+	// stacked model (model.Train with every seed), one stage per configuration; a
 	// probe's models each start from their own seed's encoder.
 	SeedBatch bool `json:"seed_batch,omitempty"`
 	// GPUJobs is how many stages train at once on a GPU (0: one): small

@@ -29,7 +29,7 @@ const (
 	codeFetch   = "fetch/1"
 	codeAVMNIST = "avmnist/1"
 	codeMIMIC   = "mimic/1"
-	codeTrain   = "train/2"
+	codeTrain   = "train/3"
 	codeReport  = "report/1"
 )
 
@@ -184,7 +184,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			params["seed_batch"] = seeds
 			stages = append(stages, Stage{
 				Name: "train/" + name, Inputs: inputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
-				Run: func(context.Context) error { _, err := model.TrainSeeds(cfg, seeds, opts); return err },
+				Run: func(context.Context) error { _, err := model.Train(cfg, seeds, opts); return err },
 			})
 			if skip == "" {
 				records = append(records, recs...)
@@ -192,8 +192,6 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			continue
 		}
 		for _, seed := range o.Profile.Seeds {
-			opts := opts
-			opts.Seed = seed
 			inputs := dataInputs
 			if cfg.Kind == "probe" {
 				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), model.BestFile))
@@ -201,7 +199,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			stages = append(stages, Stage{
 				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs, Params: params,
 				Outputs: []string{recordOf(seed), bestOf(seed)}, Code: codeTrain, SkipReason: skip,
-				Run: func(context.Context) error { _, err := model.Train(cfg, opts); return err },
+				Run: func(context.Context) error { _, err := model.Train(cfg, []int64{seed}, opts); return err },
 			})
 			if skip == "" {
 				records = append(records, recordOf(seed))

@@ -33,10 +33,11 @@ func TestSmokeTrainingBeatsChance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := model.Train(cfg, model.Options{Seed: 42, DataDir: o.Data, RunsDir: o.Runs, MaxEpochs: 3, LimitTrain: 2000})
+	recs, err := model.Train(cfg, []int64{42}, model.Options{DataDir: o.Data, RunsDir: o.Runs, MaxEpochs: 3, LimitTrain: 2000})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec := recs[0]
 	t.Logf("test accuracy %.3f, macro F1 %.3f, heads %v", rec.Final.Accuracy, rec.Final.MacroF1, rec.Final.HeadAccuracy)
 	if rec.Final.Accuracy < 0.3 {
 		t.Fatalf("test accuracy %.3f after 3 epochs on 2,000 samples: not clearly above chance (0.10)", rec.Final.Accuracy)

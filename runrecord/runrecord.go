@@ -47,4 +47,7 @@ type Metrics struct {
 	BestEpoch    int                `json:"best_epoch"`
 	Epochs       int                `json:"epochs"` // epochs run
 	StoppedEarly bool               `json:"stopped_early"`
+	// Diverged says why training stopped on a non-finite loss; the test then
+	// used the best weights before it. Empty for a run that stayed finite.
+	Diverged string `json:"diverged,omitempty"`
 }

@@ -151,3 +151,38 @@ func (a *FlatAdam) Step() error {
 
 // Close frees the buffers and state (the parameters keep their storage).
 func (a *FlatAdam) Close() { a.own.Close() }
+
+// offset is where model i's block of parameter j starts in the flat buffers.
+func (a *FlatAdam) offset(j, i int) int64 {
+	off := int64(0)
+	for _, n := range a.per[:j] {
+		off += int64(n) * int64(a.K)
+	}
+	return off + int64(i)*int64(a.per[j])
+}
+
+// Moments returns views, made in s, of model i's first and second moment
+// estimates of parameter j (in the order the parameters were given), flat:
+// reshape them to the parameter's per-model shape. Writing into them sets
+// the state (a resumed run).
+func (a *FlatAdam) Moments(s *Scope, j, i int) (expAvg, expAvgSq *Tensor, err error) {
+	if j < 0 || j >= len(a.per) || i < 0 || i >= a.K {
+		return nil, nil, fmt.Errorf("flat adam: no parameter %d of model %d (%d parameters, %d models)", j, i, len(a.per), a.K)
+	}
+	off, n := a.offset(j, i), int64(a.per[j])
+	expAvg, expAvgSq = s.Narrow(a.m, 0, off, n), s.Narrow(a.v, 0, off, n)
+	return expAvg, expAvgSq, s.Err()
+}
+
+// SetStep sets model i's step count (a resumed run).
+func (a *FlatAdam) SetStep(i int, step float64) error {
+	if i < 0 || i >= a.K {
+		return fmt.Errorf("flat adam: no model %d of %d", i, a.K)
+	}
+	s := NewScope()
+	defer s.Close()
+	if err := s.Narrow(a.steps, 0, int64(i), 1).Fill(step); err != nil {
+		return fmt.Errorf("flat adam: step of model %d: %w", i, err)
+	}
+	return s.Err()
+}

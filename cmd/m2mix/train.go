@@ -12,46 +12,46 @@ import (
 
 func newTrainCmd() *cobra.Command {
 	var (
-		config string
-		seed   int64
-		seeds  []int64
-		device string
-		o      model.Options
+		config  string
+		seed    int64
+		seeds   []int64
+		shuffle bool
+		device  string
+		o       model.Options
 	)
 	c := &cobra.Command{
-		Use:   "train --config NAME --seed N",
-		Short: "Train one configuration with one seed (resumes an interrupted run)",
-		Long: `train runs one (configuration, seed) to the end: Adam, the plateau scheduler,
-early stopping, and a test on the lowest-validation-loss weights. The record
-and checkpoints go to <runs>/<config>/<seed>/. Run the same command again
-after an interruption and it continues from the last completed epoch.
---seeds 42,43,... trains several seeds at once as one stacked model; each
-leaves the record it would leave alone (a seed batch restarts if interrupted).
-On CUDA a seed batch records its training step as a CUDA graph after a few
-warm-up steps and replays it (--no-graphs: plain steps).`,
+		Use:   "train --config NAME (--seed N | --seeds N,N,...)",
+		Short: "Train one configuration with one seed or several in lockstep (resumes an interrupted run)",
+		Long: `train runs a configuration to the end for one seed (--seed) or several
+(--seeds 42,43,...): Adam, the plateau scheduler, early stopping, and a test
+on the lowest-validation-loss weights. Several seeds train as one stacked
+model, each leaving the record and checkpoints it would leave alone, in
+<runs>/<config>/<seed>/. Run the same command again after an interruption
+(even kill -9) and every seed continues from its last completed epoch.
+Training rows are shuffled each epoch when the configuration says so
+(MIMIC-III, as the reference's loader); --shuffle=true|false overrides it.
+On CUDA the training and evaluation steps are recorded as CUDA graphs after a
+few warm-up steps and replayed (--no-graphs: plain steps).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := model.LoadConfig(config)
 			if err != nil {
 				return err
 			}
-			o.Seed, o.Device, o.DataDir, o.Log = seed, torch.Device(device), dataDir(cmd), cmd.OutOrStdout()
-			if len(seeds) > 0 {
-				recs, err := model.TrainSeeds(cfg, seeds, o)
-				if err != nil {
-					return err
-				}
-				for _, r := range recs {
+			if !cmd.Flags().Changed("seeds") {
+				seeds = []int64{seed}
+			}
+			if cmd.Flags().Changed("shuffle") {
+				o.Shuffle = &shuffle
+			}
+			o.Device, o.DataDir, o.Log = torch.Device(device), dataDir(cmd), cmd.OutOrStdout()
+			recs, err := model.Train(cfg, seeds, o)
+			for _, r := range recs {
+				if r.Final != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "record: %s\n", model.RunDir(o.RunsDir, cfg.Name, r.Seed))
 				}
-				return nil
 			}
-			rec, err := model.Train(cfg, o)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "record: %s\n", model.RunDir(o.RunsDir, cfg.Name, rec.Seed))
-			return nil
+			return err
 		},
 	}
 	f := c.Flags()
@@ -63,10 +63,11 @@ warm-up steps and replays it (--no-graphs: plain steps).`,
 	f.IntVar(&o.MaxEpochs, "max-epochs", 0, "stop after this many epochs (0: the configuration's limit)")
 	f.IntVar(&o.LimitTrain, "limit-train", 0, "train on the first N rows only (0: all)")
 	f.IntVar(&o.LimitEval, "limit-eval", 0, "validate and test on the first N rows only (0: all)")
-	f.BoolVar(&o.Shuffle, "shuffle", false, "shuffle training rows each epoch (the reference does not)")
+	f.BoolVar(&shuffle, "shuffle", false, "override the configuration's shuffling of the training rows each epoch")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
-	f.BoolVar(&o.NoGraphs, "no-graphs", false, "seed batches on CUDA: plain steps instead of a replayed CUDA graph")
+	f.BoolVar(&o.NoGraphs, "no-graphs", false, "on CUDA: plain steps instead of replayed CUDA graphs")
 	c.MarkFlagRequired("config")
+	c.MarkFlagsMutuallyExclusive("seed", "seeds")
 	return c
 }
 

@@ -40,13 +40,22 @@ func writeSyntheticAVMNIST(t *testing.T, dir string, rows [3]int) {
 }
 
 // TestSeedBatchEqualsOneByOne trains K = 3 seeds in lockstep and the same
-// seeds one by one, with a hair-trigger scheduler and early stopping after 2
-// epochs so that learning-rate and stopping decisions happen within a few
-// epochs, and requires the same decisions and best weights equal within
-// 1e-5 (relative, per tensor).
+// seeds one by one (K = 1), with a hair-trigger scheduler and early
+// stopping after 2 epochs so that learning-rate and stopping decisions
+// happen within a few epochs, and requires the same decisions and best
+// weights equal within 1e-5 (relative, per tensor). M2-Mixer_LC (MIMIC-III)
+// shuffles its training rows by configuration, so there each model of the
+// batch reads its own order; M2-Mixer_S (AV-MNIST) reads the data's order,
+// and once more shuffled by the override, through the per-model patch
+// embedding.
 func TestSeedBatchEqualsOneByOne(t *testing.T) {
-	for _, name := range []string{"m2mixer_s", "m2mixer_lc"} {
-		t.Run(name, func(t *testing.T) {
+	shuffled := true
+	for _, c := range []struct {
+		name, config string
+		shuffle      *bool
+	}{{"m2mixer_s", "m2mixer_s", nil}, {"m2mixer_s_shuffled", "m2mixer_s", &shuffled}, {"m2mixer_lc", "m2mixer_lc", nil}} {
+		name := c.config
+		t.Run(c.name, func(t *testing.T) {
 			data := t.TempDir()
 			writeSyntheticAVMNIST(t, data, [3]int{96, 48, 32})
 			writeSyntheticMIMIC(t, data)
@@ -58,15 +67,19 @@ func TestSeedBatchEqualsOneByOne(t *testing.T) {
 			// loss cuts the learning rate, and two epochs without a new best stop.
 			cfg.Plateau.Patience, cfg.Plateau.Threshold = 0, 0.5
 			cfg.EarlyStopping = 2
+			if cfg.Dataset == "mimic" {
+				// A bumpier run, where seed 4 stops early and seeds 3 and 5 train on.
+				cfg.LR, cfg.Plateau.Threshold = 0.03, 0.05
+			}
 			seeds := []int64{3, 4, 5}
-			base := Options{DataDir: data, MaxEpochs: 9, Threads: 1}
+			base := Options{DataDir: data, MaxEpochs: 9, Threads: 1, Shuffle: c.shuffle}
 
 			alone := map[int64]*runrecord.Record{}
 			aloneRuns := t.TempDir()
 			for _, seed := range seeds {
 				o := base
-				o.Seed, o.RunsDir = seed, aloneRuns
-				rec, err := Train(cfg, o)
+				o.RunsDir = aloneRuns
+				rec, err := train1(cfg, seed, o)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -74,9 +87,13 @@ func TestSeedBatchEqualsOneByOne(t *testing.T) {
 			}
 			o := base
 			o.RunsDir = t.TempDir()
-			batched, err := TrainSeeds(cfg, seeds, o)
+			batched, err := Train(cfg, seeds, o)
 			if err != nil {
 				t.Fatal(err)
+			}
+			wantShuffle := cfg.Shuffle || c.shuffle != nil
+			if got := batched[0].Settings["shuffle"]; got != wantShuffle || alone[seeds[0]].Settings["shuffle"] != wantShuffle {
+				t.Fatalf("records say shuffle %v (batch) and %v (alone), want %v", got, alone[seeds[0]].Settings["shuffle"], wantShuffle)
 			}
 			decisions := 0
 			for i, seed := range seeds {
@@ -102,8 +119,8 @@ func TestSeedBatchEqualsOneByOne(t *testing.T) {
 				t.Logf("seed %d: %d epochs, stopped early %v, lr %v", seed, len(a.History), a.Final.StoppedEarly, lrs(a))
 				compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, name, seed), BestFile), filepath.Join(RunDir(o.RunsDir, name, seed), BestFile))
 			}
-			if name == "m2mixer_lc" && len(alone[3].History) == len(alone[5].History) {
-				t.Errorf("seeds 3 and 5 ran the same number of epochs: a model stopping while others train on is not exercised")
+			if name == "m2mixer_lc" && len(alone[3].History) == len(alone[4].History) && len(alone[4].History) == len(alone[5].History) {
+				t.Errorf("every seed ran the same number of epochs: a model stopping while others train on is not exercised")
 			}
 			if decisions == 0 {
 				t.Fatal("no learning-rate change or early stop happened: the test checks nothing about decisions")
@@ -151,17 +168,6 @@ func compareCheckpoints(t *testing.T, pathA, pathB string) {
 	}
 }
 
-// TestSeedBatchRejectsProbes: a probe loads one seed's encoder.
-func TestSeedBatchRejectsProbes(t *testing.T) {
-	cfg, err := LoadConfig("probe_image")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := TrainSeeds(cfg, []int64{1, 2}, Options{DataDir: os.TempDir()}); err == nil {
-		t.Fatal("probe seed batch accepted")
-	}
-}
-
 func lrs(r *runrecord.Record) []float64 {
 	var out []float64
 	for _, e := range r.History {
@@ -187,8 +193,8 @@ func TestStackedLayerNormForms(t *testing.T) {
 	const k, b, tok, d = 3, 5, 4, 8
 	w, bias := s.From(vals(k*d), k, d), s.From(vals(k*d), k, d)
 	x := s.From(vals(k*b*tok*d), k, b, tok, d)
-	fused, _ := LayerNorm{W: w, B: bias, stacked: true}.Forward(s, x).Float32s()
-	broad, _ := LayerNorm{W: w, B: bias, stacked: true, broadcast: true}.Forward(s, x).Float32s()
+	fused, _ := LayerNorm{W: w, B: bias}.Forward(s, x).Float32s()
+	broad, _ := LayerNorm{W: w, B: bias, broadcast: true}.Forward(s, x).Float32s()
 	lone, _ := s.LayerNorm(s.Narrow(x, 0, 1, 1), 1, s.Reshape(s.Narrow(w, 0, 1, 1), d), s.Reshape(s.Narrow(bias, 0, 1, 1), d), 1e-5).Float32s()
 	if s.Err() != nil {
 		t.Fatal(s.Err())
@@ -224,7 +230,7 @@ func TestProbeSeedBatch(t *testing.T) {
 	seeds := []int64{3, 4}
 	aloneRuns, batchRuns := t.TempDir(), t.TempDir()
 	for _, seed := range seeds {
-		if _, err := Train(enc, Options{Seed: seed, DataDir: data, RunsDir: aloneRuns, MaxEpochs: 1, Threads: 1}); err != nil {
+		if _, err := train1(enc, seed, Options{DataDir: data, RunsDir: aloneRuns, MaxEpochs: 1, Threads: 1}); err != nil {
 			t.Fatal(err)
 		}
 		src := filepath.Join(RunDir(aloneRuns, enc.Name, seed), BestFile)
@@ -241,14 +247,14 @@ func TestProbeSeedBatch(t *testing.T) {
 	base := Options{DataDir: data, MaxEpochs: 4, Threads: 1}
 	o := base
 	o.RunsDir = batchRuns
-	batched, err := TrainSeeds(cfg, seeds, o)
+	batched, err := Train(cfg, seeds, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, seed := range seeds {
 		o := base
-		o.Seed, o.RunsDir = seed, aloneRuns
-		a, err := Train(cfg, o)
+		o.RunsDir = aloneRuns
+		a, err := train1(cfg, seed, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +272,7 @@ func TestProbeSeedBatch(t *testing.T) {
 		}
 		compareCheckpoints(t, filepath.Join(RunDir(aloneRuns, cfg.Name, seed), BestFile), filepath.Join(RunDir(batchRuns, cfg.Name, seed), BestFile))
 		// The encoder did not move: the probe's best weights carry the encoder's own.
-		compareEncoder(t, filepath.Join(RunDir(batchRuns, enc.Name, seed), BestFile), filepath.Join(RunDir(batchRuns, cfg.Name, seed), BestFile), encoderPrefix(cfg.Modality))
+		compareEncoder(t, filepath.Join(RunDir(batchRuns, enc.Name, seed), BestFile), filepath.Join(RunDir(batchRuns, cfg.Name, seed), BestFile), cfg.encoderPrefix())
 	}
 }
 

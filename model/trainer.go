@@ -1,0 +1,190 @@
+package model
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// trainer takes the optimisation steps of K stacked models, one batch at a
+// time. Everything a step reads that changes between steps lives in device
+// tensors updated in place (parameters and Adam state in flat buffers,
+// per-model learning rates and activity, loss weights, dropout keys and
+// step counter, the running loss), so on CUDA the step can be recorded once
+// as a CUDA graph and replayed for every full batch; a step then costs one
+// launch instead of hundreds. The last, partial batch and any run without
+// graphs take the same step as plain calls.
+type trainer struct {
+	net     *Network
+	opt     *torch.FlatAdam
+	drop    *torch.KeyedDropout
+	k       int
+	batch   int64
+	heads   []string      // sorted, the order of weights
+	weights *torch.Tensor // (heads) float32: this epoch's loss weights
+	total   *torch.Tensor // (k): sum over the epoch of rows * loss
+	own     *torch.Scope
+	log     io.Writer
+	device  torch.Device
+
+	// CUDA graph state: graph is nil without graphs; input holds the
+	// training step's input rows, copied in before each replay.
+	graph    stepGraph
+	input    *Split
+	warm     int  // plain full-batch steps taken before the capture
+	captured bool // the graph holds the training step
+	stepID   int  // its capture
+	eval     *evalGraph
+}
+
+// newTrainer prepares Adam (over the trainable parameters: freeze first),
+// dropout and, on CUDA, a graph for net's models.
+func newTrainer(net *Network, cfg *Config, train *Split, o Options) (*trainer, error) {
+	t := &trainer{net: net, k: net.K, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log, device: o.Device}
+	if t.log == nil {
+		t.log = io.Discard
+	}
+	var err error
+	if t.opt, err = torch.NewFlatAdam(net.Params.Trainable(), t.k, cfg.LR); err != nil {
+		t.own.Close()
+		return nil, err
+	}
+	if t.drop, err = torch.NewKeyedDropout(o.Device, t.k, true); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.heads = slices.Clone(cfg.Heads)
+	slices.Sort(t.heads)
+	t.weights = t.own.Full(0, torch.Float32, o.Device, int64(len(t.heads)))
+	t.total = t.own.Full(0, torch.Float32, o.Device, int64(t.k))
+	if err := t.own.Err(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if o.Device != torch.CPU && !o.NoGraphs && train.N >= t.batch {
+		if !torch.GraphsAvailable() {
+			fmt.Fprintf(t.log, "%s: CUDA graphs unavailable in this shim; plain steps\n", cfg.Name)
+		} else if g, err := torch.NewGraph(o.Device); err != nil {
+			fmt.Fprintf(t.log, "%s: %v; plain steps\n", cfg.Name, err)
+		} else {
+			t.graph = g
+		}
+	}
+	return t, nil
+}
+
+// Close frees the trainer's buffers and graph.
+func (t *trainer) Close() {
+	if t.graph != nil {
+		t.graph.Close()
+	}
+	if t.drop != nil {
+		t.drop.Close()
+	}
+	if t.opt != nil {
+		t.opt.Close()
+	}
+	t.own.Close()
+}
+
+// shuffledOrder is each model's order of the n training rows in an epoch,
+// (K, n) int64 on device, made in s: model i's is the permutation a lone
+// run of seeds[i] draws, from (seed, epoch) alone.
+func shuffledOrder(s *torch.Scope, seeds []int64, epoch int, n int64, device torch.Device) *torch.Tensor {
+	perm := make([]int64, 0, int64(len(seeds))*n)
+	for _, seed := range seeds {
+		p := make([]int64, n)
+		for i := range p {
+			p[i] = int64(i)
+		}
+		r := rand.New(rand.NewPCG(uint64(seed), uint64(epoch)))
+		r.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+		perm = append(perm, p...)
+	}
+	order := s.From(perm, int64(len(seeds)), n)
+	if device != torch.CPU {
+		order = s.To(order, device)
+	}
+	return order
+}
+
+// epoch runs one pass over the training rows for every model at once, in
+// the data's order, or in each model's own order (K, N) when order is not
+// nil, and returns each model's mean training loss, read from the device
+// once.
+func (t *trainer) epoch(sp *Split, order *torch.Tensor, weights map[string]float64, keys []uint64) ([]float64, error) {
+	w := make([]float32, len(t.heads))
+	for i, h := range t.heads {
+		w[i] = float32(weights[h])
+	}
+	s := torch.NewScope()
+	err := t.weights.CopyFrom(s.From(w, int64(len(w))))
+	s.Close()
+	if err == nil {
+		err = t.total.Fill(0)
+	}
+	if err == nil {
+		err = t.drop.StartEpoch(keys)
+	}
+	if err == nil {
+		err = t.opt.Sync()
+	}
+	if err != nil {
+		return nil, err
+	}
+	for lo := int64(0); lo < sp.N; lo += t.batch {
+		n := min(t.batch, sp.N-lo)
+		s := torch.NewScope()
+		rows := sp.rowsAt(s, order, lo, n)
+		if t.graph != nil && n == t.batch {
+			err = t.graphStep(rows)
+		} else {
+			err = t.step(rows.Batch(s), n)
+		}
+		s.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	sums, err := t.total.Float64s()
+	for i := range sums {
+		sums[i] /= float64(sp.N)
+	}
+	return sums, err
+}
+
+// step is one optimisation step of every model on batch b of n rows. The
+// summed loss gives each model's parameters exactly its own loss's gradient.
+func (t *trainer) step(b Batch, n int64) error {
+	s := torch.NewScope()
+	defer s.Close()
+	logits := t.net.Forward(s, b, Mode{Train: true, Drop: t.drop})
+	var perModel *torch.Tensor
+	for i, h := range t.heads {
+		term := s.Mul(modelCE(s, logits[h], b.Label, t.k, b.PerModel, torch.ReduceMean), s.Narrow(t.weights, 0, int64(i), 1))
+		if perModel == nil {
+			perModel = term
+		} else {
+			perModel = s.Add(perModel, term)
+		}
+	}
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if err := t.opt.ZeroGrad(); err != nil {
+		return err
+	}
+	if err := s.Sum(perModel, false).Backward(); err != nil {
+		return err
+	}
+	if err := t.opt.Step(); err != nil {
+		return err
+	}
+	if err := t.drop.EndStep(); err != nil {
+		return err
+	}
+	return t.total.AddScaled(s.Detach(perModel), float64(n))
+}
