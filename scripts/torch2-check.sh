@@ -23,7 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 ROOT=${ROOT:-/var/tmp/m2mix-trixie}
-MIRROR_URL=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror: DEBIAN_MIRROR, else the one this machine's apt uses.
+MIRROR_URL=$(bash scripts/debian-mirror.sh)
 GOROOT_HOST=$(go env GOROOT)
 GOMODCACHE_HOST=$(go env GOMODCACHE)
 

