@@ -52,7 +52,7 @@ func TestFromProxiesFallback(t *testing.T) {
 	}
 	for _, c := range []struct {
 		goproxy, served, err string
-		tried               []string
+		tried                []string
 	}{
 		{goproxy: "https://good.example", served: "https://good.example", tried: []string{"https://good.example"}},
 		{goproxy: "https://missing.example,https://gone.example,https://good.example", served: "https://good.example",
