@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -74,13 +75,7 @@ func evaluate(net *Network, sp *Split, batch int) ([]*evaluation, error) {
 			s.Close()
 		}
 	})
-	if err == nil {
-		err = ferr
-	}
-	if err == nil {
-		err = acc.Err()
-	}
-	if err != nil {
+	if err := errors.Join(err, ferr, acc.Err()); err != nil {
 		return nil, err
 	}
 	cat := map[string]*torch.Tensor{}

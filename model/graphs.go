@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/m2mix/m2mix/torch"
@@ -131,13 +132,7 @@ func (t *trainer) evaluate(sp *Split, batch int) ([]*evaluation, error) {
 			ferr = t.evalBatch(sp, lo, min(e.batch, sp.N-lo), preds)
 		}
 	})
-	if err == nil {
-		err = ferr
-	}
-	if err == nil {
-		err = acc.Err()
-	}
-	if err != nil {
+	if err := errors.Join(err, ferr, acc.Err()); err != nil {
 		return nil, err
 	}
 	return collectEvaluations(sp, t.k, e.lossSum, preds)

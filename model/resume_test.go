@@ -242,22 +242,8 @@ func TestResumeAfterKill(t *testing.T) {
 // third catches up, and every seed ends byte for byte as in the
 // uninterrupted batch (records less times, best and last checkpoints).
 func TestSeedBatchResumeAfterKill(t *testing.T) {
-	data := t.TempDir()
-	writeSyntheticMIMIC(t, data)
-	cfg, err := LoadConfig("m2mixer_lc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seeds := []int64{1, 2, 3}
-	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
-	recsA, err := Train(cfg, seeds, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runsA := o.RunsDir
-	o.RunsDir = t.TempDir()
-	o.Log = &killLog{at: "seed 2 epoch 2/4:"}
-	trainKilled(t, cfg, seeds, o)
+	cfg, o, runsA, recsA := killedLCBatch(t, seeds)
 	ahead := 0
 	for _, seed := range seeds {
 		var mid runrecord.Record
@@ -290,22 +276,8 @@ func TestSeedBatchResumeAfterKill(t *testing.T) {
 // with the reason in its record and is tested on its best weights, while
 // the other model trains on exactly as it would have.
 func TestDivergedModelStops(t *testing.T) {
-	data := t.TempDir()
-	writeSyntheticMIMIC(t, data)
-	cfg, err := LoadConfig("m2mixer_lc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seeds := []int64{1, 2}
-	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
-	recsA, err := Train(cfg, seeds, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runsA := o.RunsDir
-	o.RunsDir = t.TempDir()
-	o.Log = &killLog{at: "seed 2 epoch 2/4:"}
-	trainKilled(t, cfg, seeds, o)
+	cfg, o, runsA, recsA := killedLCBatch(t, seeds)
 	last := filepath.Join(RunDir(o.RunsDir, cfg.Name, 2), lastFile)
 	poisonCheckpoint(t, last, "time.emb.weight")
 
@@ -321,6 +293,24 @@ func TestDivergedModelStops(t *testing.T) {
 	if !strings.Contains(log, "seed 2: training diverged at epoch 3") || strings.Contains(log, "seed 2 epoch 4/4") {
 		t.Errorf("log:\n%s", log)
 	}
+}
+
+// killedLCBatch trains an M2-Mixer_LC batch of seeds (1, 2, ...) for 4
+// epochs uninterrupted, into runsA, and again, into o.RunsDir, killed right
+// after seed 2 has written its second epoch.
+func killedLCBatch(t *testing.T, seeds []int64) (cfg *Config, o Options, runsA string, recsA []*runrecord.Record) {
+	t.Helper()
+	cfg, data := lcWithData(t)
+	var err error
+	o = Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
+	if recsA, err = Train(cfg, seeds, o); err != nil {
+		t.Fatal(err)
+	}
+	runsA = o.RunsDir
+	o.RunsDir = t.TempDir()
+	o.Log = &killLog{at: "seed 2 epoch 2/4:"}
+	trainKilled(t, cfg, seeds, o)
+	return cfg, o, runsA, recsA
 }
 
 // poisonCheckpoint rewrites one tensor of a checkpoint as NaN.
@@ -412,12 +402,9 @@ func TestResumeCheckpointAheadOfRecord(t *testing.T) {
 	requireSameRun(t, dirA, dirB, recA, rec)
 }
 
-// lcSeed is the seed of uninterruptedLC's run.
-const lcSeed = 1
-
-// uninterruptedLC trains M2-Mixer_LC 4 epochs on synthetic data and returns
-// the configuration, the options (DataDir set), the run folder and record.
-func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record) {
+// lcWithData returns M2-Mixer_LC's configuration and a data folder of
+// synthetic MIMIC-III.
+func lcWithData(t *testing.T) (*Config, string) {
 	t.Helper()
 	data := t.TempDir()
 	writeSyntheticMIMIC(t, data)
@@ -425,6 +412,17 @@ func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, data
+}
+
+// lcSeed is the seed of uninterruptedLC's run.
+const lcSeed = 1
+
+// uninterruptedLC trains M2-Mixer_LC 4 epochs on synthetic data and returns
+// the configuration, the options (DataDir set), the run folder and record.
+func uninterruptedLC(t *testing.T) (*Config, Options, string, *runrecord.Record) {
+	t.Helper()
+	cfg, data := lcWithData(t)
 	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 4, Threads: 1}
 	rec, err := train1(cfg, lcSeed, o)
 	if err != nil {
