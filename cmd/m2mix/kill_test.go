@@ -207,3 +207,12 @@ func recordWithoutTimes(t *testing.T, dir string) string {
 	}
 	return fmt.Sprintf("%s", b)
 }
+
+// TestTrainSeedFlagsExclusive: --seed and --seeds together are refused
+// before anything is read.
+func TestTrainSeedFlagsExclusive(t *testing.T) {
+	out, err := m2mix("train", "--config", "m2mixer_s", "--seed", "1", "--seeds", "2,3", "--data", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "seed") || !strings.Contains(string(out), "none of the others can be") {
+		t.Fatalf("want a refusal naming the two flags, got %v:\n%s", err, out)
+	}
+}
