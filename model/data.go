@@ -2,7 +2,9 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 
 	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/dataset"
@@ -36,13 +38,19 @@ type Batch struct {
 // LoadSplit reads an Arrow dataset file onto device. limit > 0 keeps the
 // first limit rows. It returns the split and the file's sha256.
 func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, error) {
+	sp, sum, _, err := loadSplit(s, path, ds, device, limit)
+	return sp, sum, err
+}
+
+// loadSplit is LoadSplit that also returns the file's metadata.
+func loadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, map[string]string, error) {
 	sum, err := artifact.SHA256File(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, ds.Name)
+		return nil, "", nil, fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, ds.Name)
 	}
 	t, err := dataset.Read(path)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	n := int64(t.Rows)
 	if limit > 0 && int64(limit) < n {
@@ -57,19 +65,19 @@ func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device
 	}
 	label, err := t.Column("label")
 	if err != nil {
-		return nil, "", fmt.Errorf("dataset %s: %w", path, err)
+		return nil, "", nil, fmt.Errorf("dataset %s: %w", path, err)
 	}
 	if label.Width != 0 || label.Int64 == nil {
-		return nil, "", fmt.Errorf("dataset %s: column \"label\" must be one int64 per row", path)
+		return nil, "", nil, fmt.Errorf("dataset %s: column \"label\" must be one int64 per row", path)
 	}
 	sp.Label = onDevice(s.From(label.Int64[:n], n))
 	for _, m := range ds.Modalities {
 		c, err := t.Column(m.Column)
 		if err != nil {
-			return nil, "", fmt.Errorf("dataset %s: %w", path, err)
+			return nil, "", nil, fmt.Errorf("dataset %s: %w", path, err)
 		}
 		if int64(c.Width) != m.RowSize() {
-			return nil, "", fmt.Errorf("dataset %s: column %q has width %d, want %d", path, m.Column, c.Width, m.RowSize())
+			return nil, "", nil, fmt.Errorf("dataset %s: column %q has width %d, want %d", path, m.Column, c.Width, m.RowSize())
 		}
 		shape := append([]int64{n}, m.Shape...)
 		switch {
@@ -80,13 +88,13 @@ func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device
 		case !m.Bytes && c.Float32 != nil:
 			sp.X[m.Name] = onDevice(s.From(c.Float32[:n*m.RowSize()], shape...))
 		default:
-			return nil, "", fmt.Errorf("dataset %s: column %q must be %s", path, m.Column, map[bool]string{true: "uint8", false: "float32"}[m.Bytes])
+			return nil, "", nil, fmt.Errorf("dataset %s: column %q must be %s", path, m.Column, map[bool]string{true: "uint8", false: "float32"}[m.Bytes])
 		}
 	}
 	if err := s.Err(); err != nil {
-		return nil, "", fmt.Errorf("dataset %s: %w", path, err)
+		return nil, "", nil, fmt.Errorf("dataset %s: %w", path, err)
 	}
-	return sp, sum, nil
+	return sp, sum, t.Meta, nil
 }
 
 // rowsAt returns rows [lo, lo+n) of an epoch, made in s. With no order
@@ -151,6 +159,10 @@ type Datasets struct {
 	Spec                    *DatasetSpec
 	Train, Validation, Test *Split
 	SHA256                  map[string]string // "<dataset>/<file>" -> sha256
+	// Variant names the generation variant the files say they are
+	// ("variant" in their metadata; "" for the recipe), VariantParams its
+	// parameters as JSON.
+	Variant, VariantParams string
 }
 
 // LoadDatasets reads dir/{train,validation,test}.arrow of a dataset onto
@@ -163,13 +175,19 @@ func LoadDatasets(s *torch.Scope, dir, name string, device torch.Device, limitTr
 	d := &Datasets{Spec: spec, SHA256: map[string]string{}}
 	limits := [3]int{limitTrain, limitEval, limitEval}
 	splits := [3]**Split{&d.Train, &d.Validation, &d.Test}
+	variants := map[string]bool{}
 	for i, f := range SplitFiles {
-		sp, sum, err := LoadSplit(s, filepath.Join(dir, f), spec, device, limits[i])
+		sp, sum, meta, err := loadSplit(s, filepath.Join(dir, f), spec, device, limits[i])
 		if err != nil {
 			return nil, err
 		}
 		*splits[i] = sp
 		d.SHA256[name+"/"+f] = sum
+		variants[meta["variant"]] = true
+		d.Variant, d.VariantParams = meta["variant"], meta["variant_params"]
+	}
+	if len(variants) > 1 {
+		return nil, fmt.Errorf("dataset %s: the split files are of different variants %v: prepare the folder again", dir, slices.Sorted(maps.Keys(variants)))
 	}
 	return d, nil
 }

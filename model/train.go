@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -166,6 +167,13 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		}
 		if k > 1 {
 			settings["seed_batch"] = seeds
+		}
+		if ds.Variant != "" {
+			var params any
+			if err := json.Unmarshal([]byte(ds.VariantParams), &params); err != nil {
+				return nil, fmt.Errorf("dataset %s: variant parameters: %w", cfg.Dataset, err)
+			}
+			settings["data_variant"] = map[string]any{"name": ds.Variant, "params": params}
 		}
 		m.rec = &runrecord.Record{
 			Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Seed: seed, Profile: o.Profile,

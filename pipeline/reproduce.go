@@ -46,6 +46,11 @@ type ReproduceOptions struct {
 	AVPack    string // an inputs pack (m2mix pack) to generate AV-MNIST from, instead of fetching the raw sources
 	NoiseSeed uint64 // AV-MNIST generation seed
 	AVLimit   int    // > 0: generate AV-MNIST from the first AVLimit MNIST rows of each split (previews, tests)
+	// AVVariant is the AV-MNIST generation variant (zero: the recipe). A
+	// variant's datasets go to <data>/variants/<name>/avmnist and its
+	// AV-MNIST runs to <runs>/variants/<name>, with stage names suffixed
+	// @<name>, so every variant's datasets, runs and lock entries coexist.
+	AVVariant avmnist.Variant
 	Device    torch.Device
 	Threads   int
 	NoGraphs  bool // seed batches on CUDA: plain steps
@@ -63,7 +68,12 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		o.Log = os.Stdout
 	}
 	raw := sources.RawDir(o.Data)
-	avDir := avmnist.Dir(o.Data)
+	avRoot := avmnist.Root(o.Data, o.AVVariant)
+	avDir := avmnist.Dir(avRoot)
+	avRuns, suffix := o.Runs, ""
+	if !o.AVVariant.IsClean() {
+		avRuns, suffix = filepath.Join(o.Runs, "variants", o.AVVariant.Name), "@"+o.AVVariant.Name
+	}
 	miDir := filepath.Join(o.Data, featmimic.Dir)
 	var stages []Stage
 
@@ -90,8 +100,12 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		},
 	})
 
+	avParams := map[string]any{"seed": o.NoiseSeed, "from": avFrom, "limit": o.AVLimit}
+	if !o.AVVariant.IsClean() {
+		avParams["variant"] = o.AVVariant.Params()
+	}
 	stages = append(stages, Stage{
-		Name: "prep-avmnist", Inputs: avInputs, Params: map[string]any{"seed": o.NoiseSeed, "from": avFrom, "limit": o.AVLimit},
+		Name: "prep-avmnist" + suffix, Inputs: avInputs, Params: avParams,
 		Outputs: []string{avDir}, Code: codeAVMNIST,
 		Run: func(context.Context) error {
 			total := int64(70000)
@@ -100,7 +114,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			}
 			bar := progress.New(total, "avmnist")
 			defer bar.Finish()
-			p := avmnist.Params{Seed: o.NoiseSeed, Limit: o.AVLimit, Progress: bar}
+			p := avmnist.Params{Seed: o.NoiseSeed, Limit: o.AVLimit, Progress: bar, Variant: o.AVVariant}
 			var res *avmnist.Result
 			var err error
 			if o.AVPack != "" {
@@ -141,9 +155,13 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			return nil, fmt.Errorf("profile %s: %s probes %s, which must come before it in the list", o.Profile.Name, name, cfg.ProbeOf)
 		}
 		dataDir := map[string]string{"avmnist": avDir, "mimic": miDir}[cfg.Dataset]
+		root, runs, nameSuffix := o.Data, o.Runs, ""
+		if cfg.Dataset == "avmnist" {
+			root, runs, nameSuffix = avRoot, avRuns, suffix
+		}
 		lim := o.Profile.For(name)
 		opts := model.Options{
-			Device: o.Device, DataDir: o.Data, RunsDir: o.Runs, Threads: o.Threads, NoGraphs: o.NoGraphs,
+			Device: o.Device, DataDir: root, RunsDir: runs, Threads: o.Threads, NoGraphs: o.NoGraphs,
 			Profile: o.Profile.Name, Log: o.Log,
 			MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
 		}
@@ -160,11 +178,11 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			dataInputs = append(dataInputs, filepath.Join(dataDir, f))
 		}
 		recordOf := func(seed int64) string {
-			return filepath.Join(model.RunDir(o.Runs, name, seed), runrecord.FileName)
+			return filepath.Join(model.RunDir(runs, name, seed), runrecord.FileName)
 		}
 		// The best weights are an output too: probes read them, and a stage
 		// that reads them must wait for the stage that writes them.
-		bestOf := func(seed int64) string { return filepath.Join(model.RunDir(o.Runs, name, seed), model.BestFile) }
+		bestOf := func(seed int64) string { return filepath.Join(model.RunDir(runs, name, seed), model.BestFile) }
 		if o.Profile.SeedBatch && len(o.Profile.Seeds) > 1 {
 			// One stage trains every seed at once (a probe: each seed on its
 			// own seed's encoder).
@@ -173,7 +191,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			if cfg.Kind == "probe" {
 				inputs = slices.Clone(dataInputs)
 				for _, seed := range seeds {
-					inputs = append(inputs, filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), model.BestFile))
+					inputs = append(inputs, filepath.Join(model.RunDir(runs, cfg.ProbeOf, seed), model.BestFile))
 				}
 			}
 			var outs, recs []string
@@ -183,7 +201,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			}
 			params["seed_batch"] = seeds
 			stages = append(stages, Stage{
-				Name: "train/" + name, Inputs: inputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
+				Name: "train/" + name + nameSuffix, Inputs: inputs, Params: params, Outputs: outs, Code: codeTrain, SkipReason: skip,
 				Run: func(context.Context) error { _, err := model.Train(cfg, seeds, opts); return err },
 			})
 			if skip == "" {
@@ -194,10 +212,10 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 		for _, seed := range o.Profile.Seeds {
 			inputs := dataInputs
 			if cfg.Kind == "probe" {
-				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(o.Runs, cfg.ProbeOf, seed), model.BestFile))
+				inputs = append(slices.Clone(dataInputs), filepath.Join(model.RunDir(runs, cfg.ProbeOf, seed), model.BestFile))
 			}
 			stages = append(stages, Stage{
-				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10), Inputs: inputs, Params: params,
+				Name: "train/" + name + "/" + strconv.FormatInt(seed, 10) + nameSuffix, Inputs: inputs, Params: params,
 				Outputs: []string{recordOf(seed), bestOf(seed)}, Code: codeTrain, SkipReason: skip,
 				Run: func(context.Context) error { _, err := model.Train(cfg, []int64{seed}, opts); return err },
 			})

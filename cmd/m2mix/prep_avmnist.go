@@ -13,7 +13,7 @@ import (
 )
 
 func newPrepAVMNISTCmd() *cobra.Command {
-	var from, npyDir, pack string
+	var from, npyDir, pack, variant string
 	var seed uint64
 	var limit int
 	c := &cobra.Command{
@@ -24,7 +24,11 @@ func newPrepAVMNISTCmd() *cobra.Command {
 --from raw (default) generates the dataset from the sources fetched by
 "m2mix fetch" (MNIST, FSDD, ESC-50) following the recipe; --from pack does the
 same from an inputs pack (--pack, made by "m2mix pack"), with the same bytes
-as a result; --from npy imports MultiBench's public AV-MNIST folder given by --npy.`,
+as a result; --from npy imports MultiBench's public AV-MNIST folder given by --npy.
+
+--variant NAME generates a variant of the recipe from manifests/avmnist-variants/
+(public-like: estimated to match the public files) into
+<data>/variants/NAME/avmnist; the default, clean, is the recipe as written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.ErrOrStderr()
@@ -36,11 +40,14 @@ as a result; --from npy imports MultiBench's public AV-MNIST folder given by --n
 				if limit > 0 {
 					total = int64(2 * limit)
 				}
+				v, err := avmnist.LoadVariant(variant)
+				if err != nil {
+					return err
+				}
 				bar := progress.New(total, "avmnist")
-				p := avmnist.Params{Seed: seed, Limit: limit, Progress: bar}
+				p := avmnist.Params{Seed: seed, Limit: limit, Progress: bar, Variant: v}
 				var res *avmnist.Result
 				var out2 *avmnist.Output
-				var err error
 				if from == "raw" {
 					res, out2, err = avmnist.PrepRaw(dataDir(cmd), p)
 				} else if pack == "" {
@@ -60,6 +67,9 @@ as a result; --from npy imports MultiBench's public AV-MNIST folder given by --n
 					fmt.Fprintf(out, "PCA %s (%d images): k = %d, variance kept %.4f\n", p.name, p.info.Rows, p.info.K, p.info.Kept)
 				}
 			case "npy":
+				if variant != "" && variant != avmnist.Clean {
+					return fmt.Errorf("--variant changes generation; --from npy imports the public files as they are")
+				}
 				if npyDir == "" {
 					return fmt.Errorf("--from npy needs --npy DIR (MultiBench's avmnist folder)")
 				}
@@ -83,6 +93,7 @@ as a result; --from npy imports MultiBench's public AV-MNIST folder given by --n
 	c.Flags().StringVar(&npyDir, "npy", "", "MultiBench avmnist folder for --from npy")
 	c.Flags().Uint64Var(&seed, "seed", 42, "seed of the noise draw")
 	c.Flags().IntVar(&limit, "limit", 0, "use only the first N MNIST rows of each split (0: all; for previews)")
+	c.Flags().StringVar(&variant, "variant", avmnist.Clean, "clean (the recipe) or a variant in manifests/avmnist-variants (e.g. public-like)")
 	return c
 }
 

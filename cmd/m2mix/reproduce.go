@@ -7,13 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/m2mix/m2mix/features/avmnist"
 	"github.com/m2mix/m2mix/pipeline"
 	"github.com/m2mix/m2mix/torch"
 )
 
 func newReproduceCmd() *cobra.Command {
 	var (
-		profile, device, mirror string
+		profile, device, mirror, variant string
 		o                       pipeline.ReproduceOptions
 	)
 	c := &cobra.Command{
@@ -35,6 +36,9 @@ one stage (e.g. --force report, --force train/m2mixer_m/42).`,
 					mirror = defaultMirror
 				}
 			}
+			if o.AVVariant, err = avmnist.LoadVariant(variant); err != nil {
+				return err
+			}
 			o.Profile, o.Data, o.Mirror, o.MNISTDir = p, dataDir(cmd), mirror, findGoMNIST()
 			o.Device, o.Log = torch.Device(device), cmd.OutOrStdout()
 			return pipeline.Reproduce(context.Background(), o)
@@ -50,6 +54,7 @@ one stage (e.g. --force report, --force train/m2mixer_m/42).`,
 	f.StringVar(&o.Results, "results", "results", "folder for tables and plots")
 	f.Uint64Var(&o.NoiseSeed, "avmnist-seed", 42, "seed of AV-MNIST's noise draw")
 	f.StringVar(&o.AVPack, "avmnist-pack", "", "generate AV-MNIST from this inputs pack (m2mix pack) instead of fetching the raw sources")
+	f.StringVar(&variant, "avmnist-variant", avmnist.Clean, "AV-MNIST as the recipe says (clean) or a variant in manifests/avmnist-variants (public-like); each variant keeps its own datasets, runs and lock entries")
 	f.IntVar(&o.AVLimit, "avmnist-limit", 0, "generate AV-MNIST from the first N MNIST rows of each split only (previews)")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
 	f.BoolVar(&o.NoGraphs, "no-graphs", false, "seed batches on CUDA: plain steps instead of a replayed CUDA graph")

@@ -1,6 +1,7 @@
 package avmnist
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -21,6 +22,9 @@ type Params struct {
 	// Limit, when > 0, uses only the first Limit MNIST rows of each split
 	// (PCA is then fitted on those rows): for fast tests and previews.
 	Limit int
+	// Variant changes the recipe to match the public files; the zero value
+	// is the recipe as written.
+	Variant Variant
 	// Progress, if set, is told about every sample generated.
 	Progress interface{ Add(int64) }
 }
@@ -117,6 +121,7 @@ func Generate(in *Inputs, p Params) (*Result, error) {
 		res.NoiseTest = append(res.NoiseTest, c.Name)
 	}
 	var silent atomic.Int64
+	var lengths []int
 	for _, sp := range []struct {
 		train bool
 		mn    MNIST
@@ -138,35 +143,49 @@ func Generate(in *Inputs, p Params) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, info, err := generateSplit(sp.mn.Pixels[:n*ImageSize], sp.mn.Labels[:n], pools, sp.noise, p.Progress, &silent)
+		s, info, ls, err := generateSplit(sp.mn.Pixels[:n*ImageSize], sp.mn.Labels[:n], pools, sp.noise, p, &silent)
 		if err != nil {
 			return nil, fmt.Errorf("%s split: %w", splitName(sp.train), err)
 		}
 		*sp.out, *sp.info = s, info
+		lengths = append(lengths, ls...)
 	}
 	res.SilentCells = int(silent.Load())
+	if p.Variant.Pairing == "pool-race" {
+		race(res.Train, res.Test, lengths, *p.Variant.Race)
+	}
 	return res, nil
 }
 
-func generateSplit(pix, labels []uint8, pools [10][]*Recording, noise []*Clip, prog interface{ Add(int64) }, silent *atomic.Int64) (*Split, PCAInfo, error) {
+// generateSplit makes one split's rows, and returns each row's clip length
+// (speech samples) for the pool simulation.
+func generateSplit(pix, labels []uint8, pools [10][]*Recording, noise []*Clip, p Params, silent *atomic.Int64) (*Split, PCAInfo, []int, error) {
 	n := len(labels)
 	m, err := pca.FitUint8(pix, n, ImageSize)
 	if err != nil {
-		return nil, PCAInfo{}, err
+		return nil, PCAInfo{}, nil, err
 	}
 	ratios := m.Ratios()
 	k, kept := pca.KeepFor(ratios, KeepVariance)
+	if p.Variant.PCAK > 0 {
+		k, kept = p.Variant.PCAK, 0
+		for _, r := range ratios[:min(k, len(ratios))] {
+			kept += r
+		}
+	}
 	info := PCAInfo{Rows: n, K: k, Kept: kept, Ratios10: ratios[:min(10, len(ratios))]}
 	img, err := m.Reconstruct(pix, n, k)
 	if err != nil {
-		return nil, info, err
+		return nil, info, nil, err
 	}
 	s := &Split{
 		Label: make([]int64, n), Image: img, Audio: make([]uint8, n*AudioSize),
 		MNISTIndex: make([]int64, n), FSDDFile: make([]string, n), NoiseFile: make([]string, n),
 	}
 	recs := Pair(labels, pools)
+	lengths := make([]int, n)
 	for i := range labels {
+		lengths[i] = len(recs[i].Samples)
 		s.Label[i] = int64(labels[i])
 		s.MNISTIndex[i] = int64(i)
 		s.FSDDFile[i] = recs[i].Name
@@ -174,6 +193,8 @@ func generateSplit(pix, labels []uint8, pools [10][]*Recording, noise []*Clip, p
 	}
 	// Each worker takes the next block of samples and writes only its rows,
 	// so the bytes are the same whatever the number of workers.
+	gain := p.Variant.noiseWeight()
+	prog := p.Progress
 	const block = 64
 	var next atomic.Int64
 	var firstErr error
@@ -192,7 +213,7 @@ func generateSplit(pix, labels []uint8, pools [10][]*Recording, noise []*Clip, p
 				}
 				hi := min(lo+block, n)
 				for i := lo; i < hi; i++ {
-					mix := audio.Mix(recs[i].Samples, noise[i%len(noise)].Samples, audio.NoiseGain)
+					mix := audio.Mix(recs[i].Samples, noise[i%len(noise)].Samples, gain)
 					z, err := r.Render(mix, s.Audio[i*AudioSize:(i+1)*AudioSize])
 					if err != nil {
 						once.Do(func() { firstErr = fmt.Errorf("sample %d (%s): %w", i, recs[i].Name, err) })
@@ -210,9 +231,9 @@ func generateSplit(pix, labels []uint8, pools [10][]*Recording, noise []*Clip, p
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, info, firstErr
+		return nil, info, nil, firstErr
 	}
-	return s, info, nil
+	return s, info, lengths, nil
 }
 
 // Params as metadata strings, shared by every dataset file of a run.
@@ -231,7 +252,7 @@ func (res *Result) meta(p Params, in *Inputs) map[string]string {
 		"noise_draw":              "one clip per ESC-50 class (PCG seeded), shuffled; first 40 train, last 10 test, assigned cyclically by row",
 		"noise_train":             strings.Join(res.NoiseTrain, ","),
 		"noise_test":              strings.Join(res.NoiseTest, ","),
-		"noise_gain":              fmt.Sprint(audio.NoiseGain),
+		"noise_gain":              fmt.Sprint(p.Variant.noiseWeight()),
 		"resampler":               "polyphase Kaiser(beta=5) windowed sinc, 20*max(up,down)+1 taps, as scipy.signal.resample_poly; 44100->8000 Hz",
 		"spectrogram":             "112 frames by the frame rule; symmetric Hann; 223-point DFT; PSD/(Fs*sum(w^2)), non-DC x2; 10log10; per-clip min-max; matplotlib Greys LUT (256) red channel; row 0 = highest frequency",
 		"sample_rate":             fmt.Sprint(SpeechRate),
@@ -239,6 +260,18 @@ func (res *Result) meta(p Params, in *Inputs) map[string]string {
 	}
 	for k, v := range in.Checksums {
 		m[k] = v
+	}
+	// Only a variant adds keys: the recipe's files keep their bytes.
+	if !p.Variant.IsClean() {
+		b, _ := json.Marshal(p.Variant.Params())
+		m["variant"] = p.Variant.Name
+		m["variant_params"] = string(b)
+		if p.Variant.PCAK > 0 {
+			m["pca_keep_rule"] = fmt.Sprintf("k = %d fixed (variant %s); reconstruction scores[:, :k] @ components[:k], mean not added back; fitted separately on train and test", p.Variant.PCAK, p.Variant.Name)
+		}
+		if p.Variant.Pairing == "pool-race" {
+			m["pairing"] = "pool-race: audio rows in the completion order of a simulated process pool (see variant_params); labels and images in MNIST order"
+		}
 	}
 	return m
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // PrepRaw generates AV-MNIST from the fetched raw sources in <data>/raw and
-// writes the datasets into <data>/avmnist.
+// writes the datasets into <data>/avmnist (a variant's into
+// <data>/variants/<name>/avmnist).
 func PrepRaw(data string, p Params) (*Result, *Output, error) {
 	return prep(data, p, func() (*Inputs, error) { return LoadRaw(data) })
 }
@@ -25,13 +26,16 @@ func prep(data string, p Params, load func() (*Inputs, error)) (*Result, *Output
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := res.Write(Dir(data), p, in)
+	out, err := res.Write(Dir(Root(data, p.Variant)), p, in)
 	return res, out, err
 }
 
 // Write stores a generation's datasets, sheet and manifest in dir.
 func (res *Result) Write(dir string, p Params, in *Inputs) (*Output, error) {
 	params := map[string]any{"source": "raw", "seed": p.Seed, "limit": p.Limit}
+	if !p.Variant.IsClean() {
+		params["variant"] = p.Variant.Params()
+	}
 	notes := map[string]any{
 		"pca_train":    res.PCATrain,
 		"pca_test":     res.PCATest,

@@ -21,6 +21,17 @@ const (
 // Dir is the AV-MNIST folder inside the data folder.
 func Dir(data string) string { return filepath.Join(data, "avmnist") }
 
+// Root is the data folder a variant's datasets live in: data itself for the
+// recipe, data/variants/<name> for a variant (so its AV-MNIST is
+// data/variants/<name>/avmnist, and training reads it with that folder as
+// its data folder).
+func Root(data string, v Variant) string {
+	if v.IsClean() {
+		return data
+	}
+	return filepath.Join(data, "variants", v.Name)
+}
+
 // ValidationRows is how many of the generator's training rows form the
 // validation split: the last 5,000 of 60,000 (reproduction.md §2). For a
 // subset (Params.Limit) the same one-twelfth is kept.
