@@ -179,22 +179,28 @@ func TestTables(t *testing.T) {
 		t.Errorf("LC paper row %q", r)
 	}
 
-	// Table III: rows as the paper's text labels them.
+	// Table III: rows as the paper's table labels them (audio 39.93, image 66.10).
 	t3 := table(t, md, "Table III")
 	if !slices.Equal(t3[0], []string{"Modality", "Source", "Uni-modal models", "MMixer", "M2-Mixer_M"}) {
 		t.Errorf("Table III columns %q", t3[0])
 	}
-	if r := row(t, t3, `Image (paper's table: "Audio")`, "*paper*"); !slices.Equal(r[2:], []string{"39.93", "35.58", "39.90"}) {
+	if r := row(t, t3, "Audio", "*paper*"); !slices.Equal(r[2:], []string{"39.93", "35.58", "39.90"}) {
+		t.Errorf("Table III paper audio row %q", r)
+	}
+	if r := row(t, t3, "Image", "*paper*"); !slices.Equal(r[2:], []string{"66.10", "63.95", "66.10"}) {
 		t.Errorf("Table III paper image row %q", r)
 	}
 	if r := row(t, t3, "Image", "**ours**"); r[2] != "39.50 (n=1)" || r[3] != "`probe_image`: not run" || r[4] != "40.50 ± 0.71 (n=2)" {
 		t.Errorf("Table III our image row %q", r)
 	}
-	if r := row(t, t3, "Image", "Δ ours − paper"); r[2] != "-0.43" || r[4] != "+0.60" {
+	if r := row(t, t3, "Image", "Δ ours − paper"); r[2] != "-26.60" || r[4] != "-25.60" {
 		t.Errorf("Table III image deltas %q", r)
 	}
 	if r := row(t, t3, "Audio", "**ours**"); r[4] != "65.00 ± 1.41 (n=2)" {
 		t.Errorf("Table III our audio row %q", r)
+	}
+	if r := row(t, t3, "Audio", "Δ ours − paper"); r[4] != "+25.10" {
+		t.Errorf("Table III audio deltas %q", r)
 	}
 
 	// Plots: one per configuration with a history, and the w_f plot only
@@ -333,7 +339,7 @@ func TestPaperFile(t *testing.T) {
 		t.Fatalf("want Table I with 13 rows and Table II with 9")
 	}
 	want := []string{"mmixer", "m2mixer_b", "m2mixer_m", "m2mixer_s", "m2mixer_h", "m2mixer_lc",
-		"unimodal_image", "unimodal_audio", "probe_image", "probe_audio"}
+		"unimodal_audio", "unimodal_image", "probe_audio", "probe_image"} // Table III in the paper's order: audio, then image
 	if got := p.configs(); !slices.Equal(got, want) {
 		t.Errorf("configurations %v, want %v", got, want)
 	}
