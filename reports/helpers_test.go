@@ -21,6 +21,7 @@ type fakeRun struct {
 	epochs          int
 	wfStep          float64 // w_f grows by this per epoch from 1/3
 	incomplete      bool
+	variant         map[string]any // the AV-MNIST variant's parameters (nil: the recipe)
 }
 
 func (f fakeRun) record() runrecord.Record {
@@ -42,6 +43,9 @@ func (f fakeRun) record() runrecord.Record {
 		Libtorch: "2.5.1",
 		Inputs:   map[string]string{"data/" + dataset + "/train.arrow": "aa11", "data/" + dataset + "/test.arrow": "bb22"},
 		Params:   877362,
+	}
+	if f.variant != nil {
+		r.Settings = map[string]any{"data_variant": map[string]any{"name": f.variant["name"], "params": f.variant}}
 	}
 	heads := f.heads
 	if heads == nil {

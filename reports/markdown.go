@@ -22,17 +22,28 @@ type report struct {
 	complete   []runrecord.Record
 	incomplete int
 	plots      map[string][]plotFile // configuration (or table id) -> its plots
+	variant    string                // the AV-MNIST variant of this page; "" for the recipe
+	variants   []string              // the recipe's page: the variants that have pages
 }
 
 // markdown renders the results page. It depends only on its inputs: no
 // clock, no paths, no map iteration order.
 func (r *report) markdown() string {
 	var b strings.Builder
-	b.WriteString("# M2-Mixer reproduction: results\n\n")
-	b.WriteString("Written by `m2mix report` from the run records alone (`runs/<config>/<seed>/record.json`); ")
+	if r.variant == "" {
+		b.WriteString("# M2-Mixer reproduction: results\n\n")
+		b.WriteString("Written by `m2mix report` from the run records alone (`runs/<config>/<seed>/record.json`); ")
+	} else {
+		fmt.Fprintf(&b, "# M2-Mixer reproduction: results on the AV-MNIST variant `%s`\n\n", r.variant)
+		fmt.Fprintf(&b, "Written by `m2mix report` from the run records alone (`runs/variants/%s/<config>/<seed>/record.json`); ", r.variant)
+	}
 	b.WriteString("the same records give the same bytes.\n\n")
+	r.writeVariant(&b)
 	r.writeHeader(&b)
 	for _, t := range r.paper.Tables {
+		if r.variant != "" && t.Dataset != "avmnist" {
+			continue // a variant changes AV-MNIST only
+		}
 		r.writeMetricTable(&b, t)
 	}
 	r.writeFeatureTable(&b)
@@ -44,6 +55,42 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- %s\n", n)
 	}
 	return b.String()
+}
+
+// writeVariant says which AV-MNIST the page's runs trained on: the
+// recipe's page links the variants' pages; a variant's page gives its
+// parameters, from its records, and says when they are an estimate.
+func (r *report) writeVariant(b *strings.Builder) {
+	if r.variant == "" {
+		if len(r.variants) == 0 {
+			return
+		}
+		b.WriteString("AV-MNIST here is the recipe as written (`clean`). Runs on other AV-MNIST variants have their own pages:\n\n")
+		for _, v := range r.variants {
+			fmt.Fprintf(b, "- [`%s`](%s/%s/%s)\n", v, VariantsDir, v, IndexFile)
+		}
+		b.WriteString("\n")
+		return
+	}
+	params, estimate := set(), false
+	for _, rec := range r.complete {
+		dv, _ := rec.Settings["data_variant"].(map[string]any)
+		if dv == nil {
+			params.add("(a record without variant parameters: " + rec.Config + ")")
+			continue
+		}
+		j, _ := json.Marshal(dv["params"])
+		params.add("`" + string(j) + "`")
+		if p, _ := dv["params"].(map[string]any); p != nil && p["estimate"] == true {
+			estimate = true
+		}
+	}
+	fmt.Fprintf(b, "AV-MNIST variant `%s`, generated with %s.\n\n", r.variant, orNone(params.join()))
+	if estimate {
+		fmt.Fprintf(b, "**These parameters are an estimate**, calibrated on the paper's uni-modal accuracies only "+
+			"(see `manifests/avmnist-variants/%s.json`), not measured from the public files; every other number on this "+
+			"page is an out-of-sample prediction of the paper's. `m2mix audit avmnist --npy DIR` on the real files replaces them.\n\n", r.variant)
+	}
 }
 
 func (r *report) writeHeader(b *strings.Builder) {

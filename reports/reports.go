@@ -44,6 +44,8 @@ type Summary struct {
 	Configs    []ConfigStats // every configuration the tables name or the runs hold, in report order
 	NotRun     []string      // configurations the tables name that have no complete record
 	Files      []string      // files written, relative to outDir, sorted
+	Variant    string        // the AV-MNIST variant of this page ("" for the recipe)
+	Variants   []Summary     // the variants' pages
 }
 
 // Generate reads every run record under runsDir (laid out as
@@ -51,7 +53,59 @@ type Summary struct {
 // and outDir/plots/*.png. A missing runsDir is an empty one: every row then
 // reads "not run". Plots left from earlier reports that this one does not
 // make are removed, so the folder matches the page.
+//
+// Runs of an AV-MNIST generation variant lie in <runsDir>/variants/<name>/
+// (as m2mix reproduce --avmnist-variant puts them); each variant gets its
+// own page, <outDir>/variants/<name>/README.md with its Tables I and III
+// beside the paper and its parameters in the header, linked from the main
+// page.
 func Generate(runsDir, outDir string, opts Options) (Summary, error) {
+	variants, err := listVariants(runsDir)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum, err := generatePage(runsDir, outDir, opts, "", variants)
+	if err != nil {
+		return sum, err
+	}
+	for _, v := range variants {
+		vs, err := generatePage(filepath.Join(runsDir, VariantsDir, v), filepath.Join(outDir, VariantsDir, v), opts, v, nil)
+		if err != nil {
+			return sum, fmt.Errorf("variant %s: %w", v, err)
+		}
+		for _, f := range vs.Files {
+			sum.Files = append(sum.Files, VariantsDir+"/"+v+"/"+f)
+		}
+		sum.Variants = append(sum.Variants, vs)
+	}
+	sort.Strings(sum.Files)
+	return sum, nil
+}
+
+// VariantsDir holds the runs (and report pages) of AV-MNIST variants.
+const VariantsDir = "variants"
+
+// listVariants names the variant folders under runsDir/variants.
+func listVariants(runsDir string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(runsDir, VariantsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("variant runs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// generatePage writes one page: the recipe's runs (variant "", linking to the
+// variants' pages) or one variant's.
+func generatePage(runsDir, outDir string, opts Options, variant string, variants []string) (Summary, error) {
 	paperPath := opts.PaperResults
 	if paperPath == "" {
 		paperPath = DefaultPaperResults
@@ -66,7 +120,7 @@ func Generate(runsDir, outDir string, opts Options) (Summary, error) {
 	}
 
 	groups := groupRecords(recs)
-	r := &report{paper: paper, stats: map[string]ConfigStats{}, plots: map[string][]plotFile{}}
+	r := &report{paper: paper, stats: map[string]ConfigStats{}, plots: map[string][]plotFile{}, variant: variant, variants: variants}
 	r.order = paper.configs()
 	var extra []string
 	for c := range groups {
@@ -77,7 +131,7 @@ func Generate(runsDir, outDir string, opts Options) (Summary, error) {
 	sort.Strings(extra)
 	r.order = append(r.order, extra...)
 
-	var sum Summary
+	sum := Summary{Variant: variant}
 	for _, c := range r.order {
 		g := groups[c]
 		if g == nil {

@@ -386,3 +386,43 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// TestVariantPages: runs of an AV-MNIST variant, under runs/variants/<name>,
+// get their own page with Tables I and III (no MIMIC-III table), the
+// variant's parameters and the estimate notice, linked from the main page;
+// the main page's tables hold the recipe's runs only.
+func TestVariantPages(t *testing.T) {
+	dir := t.TempDir()
+	runs, out := filepath.Join(dir, "runs"), filepath.Join(dir, "results")
+	writeRuns(t, runs, standardRuns()...)
+	v := map[string]any{"name": "public-like", "estimate": true, "pca_k": 5.0, "pairing": "pool-race"}
+	writeRuns(t, filepath.Join(runs, VariantsDir, "public-like"),
+		fakeRun{config: "unimodal_audio", seed: 42, acc: 0.40, macro: 0.39, train: 50, test: 1, variant: v},
+		fakeRun{config: "mmixer", seed: 42, acc: 0.66, macro: 0.65, train: 50, test: 1, variant: v})
+	sum, md := generate(t, runs, out)
+	if !strings.Contains(md, "[`public-like`](variants/public-like/README.md)") {
+		t.Errorf("the main page does not link the variant's page")
+	}
+	if r := row(t, table(t, md, "Table I"), "MMixer (`mmixer`)", "**ours**"); r[2] != "2" {
+		t.Errorf("the main page's MMixer row holds variant runs: %q", r)
+	}
+	if len(sum.Variants) != 1 || sum.Variants[0].Complete != 2 || !slices.Contains(sum.Files, "variants/public-like/README.md") {
+		t.Fatalf("summary: %+v", sum)
+	}
+	b, err := os.ReadFile(filepath.Join(out, VariantsDir, "public-like", IndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmd := string(b)
+	for _, want := range []string{"variant `public-like`", `"pca_k":5`, "**These parameters are an estimate**", "## Table I", "## Table III"} {
+		if !strings.Contains(vmd, want) {
+			t.Errorf("variant page lacks %q", want)
+		}
+	}
+	if strings.Contains(vmd, "## Table II:") {
+		t.Error("the variant page shows the MIMIC-III table")
+	}
+	if r := row(t, table(t, vmd, "Table III"), "Audio", "**ours**"); r[2] != "40.00 (n=1)" {
+		t.Errorf("variant Table III audio row %q", r)
+	}
+}
