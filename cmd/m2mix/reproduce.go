@@ -15,7 +15,7 @@ import (
 func newReproduceCmd() *cobra.Command {
 	var (
 		profile, device, mirror, variant string
-		o                       pipeline.ReproduceOptions
+		o                                pipeline.ReproduceOptions
 	)
 	c := &cobra.Command{
 		Use:   "reproduce",
