@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/m2mix/m2mix/artifact"
+	"github.com/m2mix/m2mix/audit"
 	"github.com/m2mix/m2mix/features/avmnist"
 	"github.com/m2mix/m2mix/model"
 	"github.com/m2mix/m2mix/prep/mimic/mimictest"
@@ -186,5 +187,58 @@ func TestPaperStageOrder(t *testing.T) {
 	}
 	if !waits("train/m2mixer_m", "prep-avmnist") || !waits("report", "train/m2mixer_m") {
 		t.Fatal("training does not wait for its data, or the report for the training")
+	}
+}
+
+// TestRecipeBytesUnchanged generates the whole AV-MNIST (seed 42) from the
+// raw sources as the recipe says and requires the sha256s recorded in
+// docs/BENCHMARKS.md: variants are options, and the default keeps its bytes.
+func TestRecipeBytesUnchanged(t *testing.T) {
+	mirror, mnist := rawSources(t)
+	dir := t.TempDir()
+	o := ReproduceOptions{Profile: &Profile{Name: "none"}, Data: filepath.Join(dir, "data"), Runs: filepath.Join(dir, "runs"),
+		Results: filepath.Join(dir, "results"), Mirror: mirror, MNISTDir: mnist, NoiseSeed: 42,
+		LockPath: filepath.Join(dir, "m2mix.lock"), Log: io.Discard}
+	stages, err := Stages(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), stages[:2], Options{LockPath: o.LockPath, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ // docs/BENCHMARKS.md, "AV-MNIST generation"
+		"train.arrow":      "565913b9a4fa2a1c29f6cbdb7613fc7add6dea7ccaf792f7069edf1f13514a53",
+		"validation.arrow": "21603c6c066716dd895b454a5acb5ef04b8bd0e4e968474367593c8061e92e7e",
+		"test.arrow":       "c19cd751079b0488b431b904922f09b515a2a8bbee87b7daa3e412ad783658f0",
+	}
+	for f, sum := range want {
+		got, err := artifact.SHA256File(filepath.Join(avmnist.Dir(o.Data), f))
+		if err != nil || got != sum {
+			t.Errorf("%s: sha256 %s (%v), want %s", f, got, err, sum)
+		}
+	}
+	// The audit of these files says what the recipe says: 3 components
+	// (the 25 % rule on MNIST) and every row's audio its own.
+	mnTrain, mnTest, err := avmnist.LoadMNIST(o.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{avmnist.TrainFile, avmnist.TestFile} {
+		mn := mnTrain
+		if f == avmnist.TestFile {
+			mn = mnTest
+		}
+		s, err := audit.ReadSplit(filepath.Join(avmnist.Dir(o.Data), f), mn.Pixels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := audit.Audit("recipe", []audit.Split{*s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr := rep.Splits[0]
+		if sr.Image.Rank != 3 || *sr.Image.RuleK != 3 || sr.Audio.Agreement != 1 || sr.Audio.InGroups == 0 {
+			t.Errorf("%s: audit says rank %d (rule k %d), label agreement %v over %d rows", f, sr.Image.Rank, *sr.Image.RuleK, sr.Audio.Agreement, sr.Audio.InGroups)
+		}
 	}
 }

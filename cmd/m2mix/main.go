@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newReproduceCmd(),
 		newConfigsCmd(),
 		newReportCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

@@ -66,6 +66,9 @@ as a result; --from npy imports MultiBench's public AV-MNIST folder given by --n
 				}{{"train", res.PCATrain}, {"test", res.PCATest}} {
 					fmt.Fprintf(out, "PCA %s (%d images): k = %d, variance kept %.4f\n", p.name, p.info.Rows, p.info.K, p.info.Kept)
 				}
+				if v.Pairing == "pool-race" {
+					fmt.Fprintf(out, "pool race: %.1f %% of audio rows hold their own sample's audio\n", 100*res.AudioInPlace)
+				}
 			case "npy":
 				if variant != "" && variant != avmnist.Clean {
 					return fmt.Errorf("--variant changes generation; --from npy imports the public files as they are")

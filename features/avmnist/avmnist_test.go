@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -320,5 +321,112 @@ func TestImportNPY(t *testing.T) {
 	npy.WriteFloat32(filepath.Join(dir, "audio", "test_data.npy"), []int{nte, AudioSize}, make([]float32, nte*AudioSize))
 	if _, _, _, err := PrepNPY(data, dir); err == nil || !strings.Contains(err.Error(), "want uint8") {
 		t.Fatalf("float audio: %v", err)
+	}
+}
+
+// TestRaceOrder: the pool simulation is deterministic for a seed, differs
+// for another, is a permutation, and displaces no result by more than a few
+// times the number of workers (a task can only be overtaken by tasks that
+// started while it ran).
+func TestRaceOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	lengths := make([]int, 5000)
+	for i := range lengths {
+		lengths[i] = 2000 + r.IntN(5000)
+	}
+	race := PoolRace{Workers: 23, BaseMS: 30, PerSecondMS: 10, JitterMS: 30, Seed: 1}
+	a, b := RaceOrder(lengths, SpeechRate, race), RaceOrder(lengths, SpeechRate, race)
+	if !slices.Equal(a, b) {
+		t.Fatal("the same seed gave two orders")
+	}
+	race.Seed = 2
+	if slices.Equal(a, RaceOrder(lengths, SpeechRate, race)) {
+		t.Fatal("another seed gave the same order")
+	}
+	seen := make([]bool, len(a))
+	worst := 0
+	for j, task := range a {
+		if seen[task] {
+			t.Fatalf("task %d appended twice", task)
+		}
+		seen[task] = true
+		worst = max(worst, j-task, task-j)
+	}
+	if worst == 0 || worst > 3*race.Workers {
+		t.Errorf("largest displacement %d, want within (0, %d]", worst, 3*race.Workers)
+	}
+	if p := InPlace(a); p <= 0 || p >= 0.5 {
+		t.Errorf("%.3f of the rows in place with 23 workers and 30 ms jitter", p)
+	}
+	// One worker runs the tasks in order.
+	if one := RaceOrder(lengths, SpeechRate, PoolRace{Workers: 1, BaseMS: 30, JitterMS: 30}); InPlace(one) != 1 {
+		t.Error("a single worker reordered the results")
+	}
+	t.Logf("23 workers: %.1f %% in place, largest displacement %d", 100*InPlace(a), worst)
+}
+
+// TestVariantGeneration: a pool-race variant keeps labels and images as
+// the recipe makes them and moves whole audio rows (with their provenance)
+// across the whole list, train and test; pca_k sets the images' rank; the
+// recipe's metadata has no variant keys.
+func TestVariantGeneration(t *testing.T) {
+	in := fixtureInputs()
+	clean, err := Generate(in, Params{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0.0
+	v := Variant{Name: "test-variant", PCAK: 2, NoiseWeight: &zero, Pairing: "pool-race",
+		Race: &PoolRace{Workers: 12, BaseMS: 30, PerSecondMS: 10, JitterMS: 100, Seed: 4}}
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	quiet := Variant{Name: "quiet", NoiseWeight: &zero}
+	aligned, err := Generate(in, Params{Seed: 3, Variant: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Generate(in, Params{Seed: 3, Variant: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PCATrain.K != 2 || got.PCATest.K != 2 || clean.PCATrain.K == 2 {
+		t.Fatalf("pca k: variant %d/%d, recipe %d", got.PCATrain.K, got.PCATest.K, clean.PCATrain.K)
+	}
+	if !slices.Equal(got.Train.Label, clean.Train.Label) || !slices.Equal(got.Test.MNISTIndex, clean.Test.MNISTIndex) {
+		t.Fatal("labels or MNIST rows moved")
+	}
+	// Every audio row of the variant is some aligned row's audio, with that
+	// row's FSDD file; some rows moved, some across the split boundary.
+	type key struct{ split, row int }
+	where := map[string]key{}
+	for si, s := range []*Split{aligned.Train, aligned.Test} {
+		for i := 0; i < s.Rows(); i++ {
+			where[string(s.Audio[i*AudioSize:(i+1)*AudioSize])+s.FSDDFile[i]] = key{si, i}
+		}
+	}
+	moved, crossed := 0, 0
+	for si, s := range []*Split{got.Train, got.Test} {
+		for i := 0; i < s.Rows(); i++ {
+			k, ok := where[string(s.Audio[i*AudioSize:(i+1)*AudioSize])+s.FSDDFile[i]]
+			if !ok {
+				t.Fatalf("split %d row %d: audio not any aligned row's", si, i)
+			}
+			if k != (key{si, i}) {
+				moved++
+			}
+			if k.split != si {
+				crossed++
+			}
+		}
+	}
+	if moved == 0 || crossed == 0 || got.AudioInPlace >= 1 {
+		t.Errorf("%d rows moved, %d across the boundary, %.2f in place", moved, crossed, got.AudioInPlace)
+	}
+	if m := clean.meta(Params{Seed: 3}, in); m["variant"] != "" || m["variant_params"] != "" {
+		t.Error("the recipe's metadata names a variant")
+	}
+	if m := got.meta(Params{Seed: 3, Variant: v}, in); m["variant"] != "test-variant" || !strings.Contains(m["variant_params"], `"pairing":"pool-race"`) {
+		t.Errorf("variant metadata %q %q", m["variant"], m["variant_params"])
 	}
 }

@@ -68,6 +68,9 @@ type Result struct {
 	PCATrain, PCATest     PCAInfo
 	NoiseTrain, NoiseTest []string // the drawn noise clips, in assignment order
 	SilentCells           int      // spectrogram cells of pure digital silence (see spectrogram.Render)
+	// AudioInPlace is the share of rows whose audio is their own: 1 unless
+	// a pool-race variant displaced them.
+	AudioInPlace float64
 }
 
 // DrawNoise picks one clip per ESC-50 class with the seeded generator, then
@@ -151,8 +154,9 @@ func Generate(in *Inputs, p Params) (*Result, error) {
 		lengths = append(lengths, ls...)
 	}
 	res.SilentCells = int(silent.Load())
+	res.AudioInPlace = 1
 	if p.Variant.Pairing == "pool-race" {
-		race(res.Train, res.Test, lengths, *p.Variant.Race)
+		res.AudioInPlace = race(res.Train, res.Test, lengths, *p.Variant.Race)
 	}
 	return res, nil
 }

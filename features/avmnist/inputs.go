@@ -162,6 +162,25 @@ func LoadRaw(data string) (*Inputs, error) {
 	return in, nil
 }
 
+// LoadMNIST reads MNIST's two splits from the fetched raw sources in
+// <data>/raw, verified against the pinned checksums (what audits compare
+// datasets with).
+func LoadMNIST(data string) (train, test MNIST, err error) {
+	m, err := sources.Load(sources.ManifestCopy(data))
+	if err != nil {
+		return MNIST{}, MNIST{}, fmt.Errorf("%w (run m2mix fetch first)", err)
+	}
+	dir, err := sources.Verify(m, data, "mnist")
+	if err != nil {
+		return MNIST{}, MNIST{}, err
+	}
+	if train, err = loadMNIST(dir, "train"); err != nil {
+		return MNIST{}, MNIST{}, err
+	}
+	test, err = loadMNIST(dir, "t10k")
+	return train, test, err
+}
+
 func loadMNIST(dir, prefix string) (MNIST, error) {
 	n, r, c, pix, err := idx.ReadImages(filepath.Join(dir, prefix+"-images-idx3-ubyte.gz"))
 	if err != nil {

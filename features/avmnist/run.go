@@ -43,6 +43,9 @@ func (res *Result) Write(dir string, p Params, in *Inputs) (*Output, error) {
 		"noise_test":   res.NoiseTest,
 		"silent_cells": res.SilentCells,
 	}
+	if !p.Variant.IsClean() {
+		notes["audio_in_place"] = res.AudioInPlace
+	}
 	return WriteDatasets(dir, res.Train, res.Test, res.meta(p, in), params, notes)
 }
 

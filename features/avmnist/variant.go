@@ -166,8 +166,9 @@ func InPlace(order []int) float64 {
 
 // race reorders the audio of both splits (and its provenance columns) as
 // the pool would have appended it, in place (one row of scratch): row j
-// takes task order[j]'s audio. lengths are each row's clip length.
-func race(train, test *Split, lengths []int, r PoolRace) {
+// takes task order[j]'s audio. lengths are each row's clip length. It
+// returns the share of rows left in place.
+func race(train, test *Split, lengths []int, r PoolRace) float64 {
 	order := RaceOrder(lengths, SpeechRate, r)
 	nTrain := train.Rows()
 	at := func(i int) (*Split, int) {
@@ -204,4 +205,5 @@ func race(train, test *Split, lengths []int, r PoolRace) {
 		d.FSDDFile[i], d.NoiseFile[i] = fsdd, noise
 		done[j] = true
 	}
+	return InPlace(order)
 }
