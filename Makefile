@@ -1,13 +1,15 @@
 # m2mix: `make reproduce` runs the whole pipeline, `make test` what CI runs.
 # Variables: LIBTORCH (a libtorch root with include/ and lib/, or a PyTorch
 # wheel's torch/ folder; default: Debian's libtorch-dev under /usr), PROFILE (quick|paper), DEVICE (cpu|cuda|cuda:N),
-# MIRROR (a local copy of the raw sources), DATA (the data folder).
+# MIRROR (a local copy of the raw sources), DATA (the data folder), VARIANT (the
+# AV-MNIST variant: clean, the default, or one in manifests/avmnist-variants).
 
 SHELL := /bin/bash
 LIBTORCH ?= /usr
 PROFILE ?= quick
 DEVICE ?= cpu
 DATA ?= data
+VARIANT ?= clean
 MIRROR ?= $(wildcard ../shared/data)
 GO ?= go
 CXX ?= g++
@@ -99,7 +101,7 @@ check-torch2:
 	bash scripts/torch2-check.sh
 
 reproduce: deps build
-	$(BIN) reproduce --profile $(PROFILE) --device $(DEVICE) --data $(DATA) $(if $(MIRROR),--mirror $(MIRROR))
+	$(BIN) reproduce --profile $(PROFILE) --device $(DEVICE) --data $(DATA) --avmnist-variant $(VARIANT) $(if $(MIRROR),--mirror $(MIRROR))
 
 clean:
 	rm -rf $(BUILD)
