@@ -390,6 +390,13 @@ func TestVariantGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	again, err := Generate(in, Params{Seed: 3, Variant: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Train.Audio, got.Train.Audio) || !slices.Equal(again.Test.Audio, got.Test.Audio) || !slices.Equal(again.Test.FSDDFile, got.Test.FSDDFile) {
+		t.Fatal("the same variant and seed gave different audio bytes")
+	}
 	if got.PCATrain.K != 2 || got.PCATest.K != 2 || clean.PCATrain.K == 2 {
 		t.Fatalf("pca k: variant %d/%d, recipe %d", got.PCATrain.K, got.PCATest.K, clean.PCATrain.K)
 	}
