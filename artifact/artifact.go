@@ -10,10 +10,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 )
 
 // File is a file being written under a temporary name beside its final path.
@@ -24,17 +30,95 @@ type File struct {
 }
 
 // Create opens a temporary file next to path (creating parent folders).
-// Call Commit to move it into place, or Abort to discard it.
+// Call Commit to move it into place, or Abort to discard it. It first
+// removes what earlier, killed writes of path left (see removeStale).
 func Create(path string) (*File, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, tempPrefix(path)+fmt.Sprintf("%s-%d-*", hostname(), os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("create temp for %s: %w", path, err)
 	}
 	return &File{File: f, final: path}, nil
+}
+
+// Temporary files are named .<name>.tmp-<host>-<pid>-<random>, so a later
+// write of the same target can tell which writer left them.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	return strings.ReplaceAll(h, string(filepath.Separator), "_")
+}
+
+// StaleAge is how old a temporary file of an unknown or remote writer
+// must be before a later write of the same target removes it.
+const StaleAge = 24 * time.Hour
+
+// removeStale deletes the temporary files of earlier writes of path that
+// can no longer finish: those of a process on this host that has exited
+// (a kill -9 mid-write), and any (a writer on another host sharing the
+// folder, or an older naming) last modified more than StaleAge ago. A live
+// writer's file is left alone.
+func removeStale(path string) error {
+	dir, prefix := filepath.Dir(path), tempPrefix(path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	host := hostname()
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		stale := false
+		if h, pid, ok := tempWriter(rest); ok && h == host && pid != os.Getpid() {
+			stale = !processAlive(pid)
+		}
+		if !stale {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > StaleAge {
+				stale = true
+			}
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale %s: %w", filepath.Join(dir, e.Name()), err)
+			}
+		}
+	}
+	return nil
+}
+
+// tempWriter parses "<host>-<pid>-<random>".
+func tempWriter(rest string) (host string, pid int, ok bool) {
+	i := strings.LastIndexByte(rest, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	j := strings.LastIndexByte(rest[:i], '-')
+	if j < 0 {
+		return "", 0, false
+	}
+	pid, err := strconv.Atoi(rest[j+1 : i])
+	if err != nil || pid <= 0 {
+		return "", 0, false
+	}
+	return rest[:j], pid, true
+}
+
+// processAlive reports whether a process of this host has that pid.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Commit flushes the file to disk and renames it to its final path.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/dataset"
 	"github.com/m2mix/m2mix/runrecord"
 	"github.com/m2mix/m2mix/torch"
@@ -36,6 +37,20 @@ func writeSyntheticAVMNIST(t *testing.T, dir string, rows [3]int) {
 		if err := dataset.Write(filepath.Join(dir, "avmnist", f), cols, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+	writeManifest(t, filepath.Join(dir, "avmnist"))
+}
+
+// writeManifest commits a test's dataset folder as a preparation does: a
+// manifest.json with each split file's sha256.
+func writeManifest(t *testing.T, dir string) {
+	t.Helper()
+	m := artifact.Manifest{Stage: "test", Inputs: map[string]string{}}
+	if err := m.HashOutputs(dir, SplitFiles[:]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := artifact.WriteJSON(filepath.Join(dir, "manifest.json"), m); err != nil {
+		t.Fatal(err)
 	}
 }
 

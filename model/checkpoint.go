@@ -94,7 +94,10 @@ func saveModel(path string, net *Network, i int, opt *torch.FlatAdam, st *loopSt
 func loadModel(s *torch.Scope, path string, net *Network, i int, prefix string) (map[string]*torch.Tensor, map[string]string, error) {
 	src, meta, err := torch.LoadSafetensors(s, path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w (delete it, or its run folder, to train that run again)", err)
+	}
+	if meta[torch.ChecksumKey] == "" {
+		return nil, nil, fmt.Errorf("checkpoint %s has no checksum (m2mix records one in every checkpoint it writes; this one was made elsewhere or by an older version): delete it, or its run folder, to train that run again", path)
 	}
 	dst := modelSlices(s, net, i)
 	copied := 0

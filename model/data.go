@@ -38,15 +38,21 @@ type Batch struct {
 // LoadSplit reads an Arrow dataset file onto device. limit > 0 keeps the
 // first limit rows. It returns the split and the file's sha256.
 func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, error) {
-	sp, sum, _, err := loadSplit(s, path, ds, device, limit)
+	sp, sum, _, err := loadSplit(s, path, ds, device, limit, nil)
 	return sp, sum, err
 }
 
-// loadSplit is LoadSplit that also returns the file's metadata.
-func loadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, map[string]string, error) {
+// loadSplit is LoadSplit that also returns the file's metadata; check, if
+// set, sees the file's sha256 before it is parsed.
+func loadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int, check func(sum string) error) (*Split, string, map[string]string, error) {
 	sum, err := artifact.SHA256File(path)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, ds.Name)
+	}
+	if check != nil {
+		if err := check(sum); err != nil {
+			return nil, "", nil, err
+		}
 	}
 	t, err := dataset.Read(path)
 	if err != nil {
@@ -173,11 +179,28 @@ func LoadDatasets(s *torch.Scope, dir, name string, device torch.Device, limitTr
 		return nil, err
 	}
 	d := &Datasets{Spec: spec, SHA256: map[string]string{}}
+	// The manifest is written last: it is the commit point of a
+	// preparation. Files it does not list, or lists with another sha256, are
+	// from an interrupted or later-changed preparation.
+	manPath := filepath.Join(dir, "manifest.json")
+	var man artifact.Manifest
+	if err := artifact.ReadJSON(manPath, &man); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w (prepare it with m2mix prep %s; a folder without its manifest is not a finished preparation)", dir, err, name)
+	}
 	limits := [3]int{limitTrain, limitEval, limitEval}
 	splits := [3]**Split{&d.Train, &d.Validation, &d.Test}
 	variants := map[string]bool{}
 	for i, f := range SplitFiles {
-		sp, sum, meta, err := loadSplit(s, filepath.Join(dir, f), spec, device, limits[i])
+		check := func(sum string) error {
+			if want, ok := man.Outputs[f]; !ok {
+				return fmt.Errorf("dataset %s: %s does not list %s: prepare the dataset again (m2mix prep %s)", dir, manPath, f, name)
+			} else if want != sum {
+				return fmt.Errorf("dataset %s: %s has sha256 %s, but %s records %s: the file changed after its preparation, or a preparation was interrupted; prepare the dataset again (m2mix prep %s)",
+					dir, f, sum, manPath, want, name)
+			}
+			return nil
+		}
+		sp, sum, meta, err := loadSplit(s, filepath.Join(dir, f), spec, device, limits[i], check)
 		if err != nil {
 			return nil, err
 		}

@@ -58,6 +58,7 @@ func writeSyntheticMIMIC(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
+	writeManifest(t, filepath.Join(dir, "mimic"))
 }
 
 // killed is the panic value that stands for kill -9.
@@ -471,4 +472,93 @@ func TestResumeAfterKillAtEarlyStop(t *testing.T) {
 		t.Errorf("the resumed run trained past the epoch where early stopping ended the run:\n%s", log)
 	}
 	requireSameRun(t, dirA, RunDir(o.RunsDir, cfg.Name, seed), recA, recsB[0])
+}
+
+// TestTrainRefusesUncommittedData: a dataset file that differs from what
+// its folder's manifest.json records (bytes overwritten, one bit flipped,
+// or a newer preparation's file beside an older manifest), or a folder
+// without a manifest, is refused before training, naming the file.
+func TestTrainRefusesUncommittedData(t *testing.T) {
+	cfg, data := lcWithData(t)
+	dir := filepath.Join(data, "mimic")
+	o := Options{DataDir: data, RunsDir: t.TempDir(), MaxEpochs: 1, Threads: 1}
+	if _, err := train1(cfg, 1, o); err != nil {
+		t.Fatalf("committed data refused: %v", err)
+	}
+	orig := map[string][]byte{}
+	for _, f := range []string{"train.arrow", "test.arrow", "manifest.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig[f] = b
+	}
+	restore := func() {
+		for f, b := range orig {
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, c := range []struct {
+		name, file, want string
+		fault            func(path string) error
+	}{
+		{"8 bytes overwritten", "train.arrow", "train.arrow has sha256", func(p string) error {
+			b := append([]byte(nil), orig["train.arrow"]...)
+			copy(b[len(b)/2:], "XXXXXXXX")
+			return os.WriteFile(p, b, 0o644)
+		}},
+		{"one bit flipped", "test.arrow", "test.arrow has sha256", func(p string) error {
+			b := append([]byte(nil), orig["test.arrow"]...)
+			b[len(b)/3] ^= 0x10
+			return os.WriteFile(p, b, 0o644)
+		}},
+		{"another preparation's file", "train.arrow", "a preparation was interrupted", func(p string) error {
+			// A valid dataset file of the same schema and other rows.
+			b, err := os.ReadFile(filepath.Join(dir, "validation.arrow"))
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(p, b, 0o644)
+		}},
+		{"no manifest", "manifest.json", "not a finished preparation", os.Remove},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer restore()
+			if err := c.fault(filepath.Join(dir, c.file)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := train1(cfg, 2, o)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), dir) {
+				t.Fatalf("want an error naming %s and saying %q, got %v", dir, c.want, err)
+			}
+		})
+	}
+}
+
+// TestResumeRefusesCorruptCheckpoint: a last.safetensors with a few bytes
+// flipped is refused on resume, naming the file and how to start again;
+// a probe refuses a corrupt encoder checkpoint the same way.
+func TestResumeRefusesCorruptCheckpoint(t *testing.T) {
+	cfg, o, _, _ := uninterruptedLC(t)
+	o.RunsDir = t.TempDir()
+	o.Log = &killLog{at: "epoch 2/4:"}
+	trainKilled(t, cfg, []int64{lcSeed}, o)
+	last := filepath.Join(RunDir(o.RunsDir, cfg.Name, lcSeed), lastFile)
+	b, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) - 40; i < len(b)-37; i++ {
+		b[i] ^= 0x55
+	}
+	if err := os.WriteFile(last, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.Log = nil
+	_, err = train1(cfg, lcSeed, o)
+	if err == nil || !strings.Contains(err.Error(), last) || !strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "to train that run again") {
+		t.Fatalf("want a refusal naming %s, saying it is corrupt and how to start again; got %v", last, err)
+	}
 }

@@ -1,12 +1,16 @@
 package torch
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"unsafe"
 
 	"github.com/m2mix/m2mix/artifact"
@@ -35,7 +39,8 @@ func stDType(name string) (DType, bool) {
 }
 
 // SaveSafetensors writes named tensors (copied to the CPU) and string
-// metadata to path atomically. Tensors are stored in name order.
+// metadata to path atomically. Tensors are stored in name order; the
+// metadata also records the file's checksum (ChecksumKey).
 func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]string) error {
 	names := make([]string, 0, len(tensors))
 	for n := range tensors {
@@ -43,9 +48,6 @@ func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]st
 	}
 	sort.Strings(names)
 	header := map[string]any{}
-	if len(meta) > 0 {
-		header["__metadata__"] = meta
-	}
 	blobs := make([][]byte, len(names))
 	var off int64
 	for i, n := range names {
@@ -71,6 +73,14 @@ func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]st
 		header[n] = stEntry{DType: name, Shape: shape, Offsets: [2]int64{off, off + int64(len(b))}}
 		off += int64(len(b))
 	}
+	// The checksum covers the exact bytes written: the header with a
+	// placeholder where the checksum goes, then the data.
+	withSum := map[string]string{}
+	for k, v := range meta {
+		withSum[k] = v
+	}
+	withSum[ChecksumKey] = placeholder // a loaded file's old checksum does not carry over
+	header["__metadata__"] = withSum
 	hb, err := json.Marshal(header)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
@@ -78,6 +88,11 @@ func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]st
 	for len(hb)%8 != 0 { // the format pads the header with spaces to 8-byte alignment
 		hb = append(hb, ' ')
 	}
+	at := checksumAt(hb)
+	if at < 0 {
+		return fmt.Errorf("save %s: checksum entry not found in the header", path)
+	}
+	copy(hb[at:], contentSum(hb, blobs))
 	f, err := artifact.Create(path)
 	if err != nil {
 		return err
@@ -166,7 +181,49 @@ func LoadSafetensors(s *Scope, path string) (map[string]*Tensor, map[string]stri
 	if s.Err() != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", path, s.Err())
 	}
+	if at := checksumAt(hb); at >= 0 {
+		want := string(hb[at : at+64])
+		blank := append([]byte(nil), hb...)
+		copy(blank[at:], placeholder)
+		data := make([]byte, dataLen)
+		if _, err := f.ReadAt(data, dataStart); err != nil {
+			return nil, nil, fmt.Errorf("load %s: %w", path, err)
+		}
+		if got := contentSum(blank, [][]byte{data}); got != want || meta[ChecksumKey] != want {
+			return nil, nil, fmt.Errorf("load %s: corrupt: its content has sha256 %s, its header records %s", path, got, want)
+		}
+	} else {
+		delete(meta, ChecksumKey) // not where SaveSafetensors puts it: not a verified file
+	}
 	return out, meta, nil
+}
+
+// ChecksumKey is the metadata entry in which SaveSafetensors records the
+// sha256 of the file's bytes (with 64 zeros in place of the checksum).
+// LoadSafetensors checks it whenever it is there and returns it with the
+// metadata, so a caller that requires verified files checks for it.
+const ChecksumKey = "m2mix.sha256"
+
+var placeholder = strings.Repeat("0", 64)
+
+// checksumAt is where the checksum's 64 hex digits start in a header, or -1.
+func checksumAt(hb []byte) int {
+	key := []byte(`"` + ChecksumKey + `":"`)
+	i := bytes.Index(hb, key)
+	if i < 0 || i+len(key)+64 > len(hb) {
+		return -1
+	}
+	return i + len(key)
+}
+
+// contentSum is the hex sha256 of a header's bytes and the data.
+func contentSum(hb []byte, blobs [][]byte) string {
+	h := sha256.New()
+	h.Write(hb)
+	for _, b := range blobs {
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // fromBytes makes a CPU tensor from little-endian raw bytes.

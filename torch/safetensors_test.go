@@ -35,8 +35,8 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(gotMeta, meta) {
-		t.Fatalf("meta %v", gotMeta)
+	if len(gotMeta) != 2 || gotMeta["epoch"] != "3" || len(gotMeta[ChecksumKey]) != 64 {
+		t.Fatalf("meta %v: want epoch and the checksum", gotMeta)
 	}
 	w, _ := out["w"].Float32s()
 	if sh, _ := out["w"].Shape(); !reflect.DeepEqual(sh, []int64{2, 3}) || w[5] != 6 {
@@ -51,5 +51,36 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	}
 	if _, _, err := LoadSafetensors(s, path); err == nil {
 		t.Fatal("truncated file loaded")
+	}
+}
+
+// TestSafetensorsDetectsEveryFlippedByte: flipping any one bit of any byte
+// of a saved file (length, header or data) makes loading it fail, or (a
+// flip inside the checksum's own key name) come back without a checksum,
+// which callers that require verified files refuse.
+func TestSafetensorsDetectsEveryFlippedByte(t *testing.T) {
+	s := newTestScope(t)
+	path := filepath.Join(t.TempDir(), "ckpt.safetensors")
+	in := map[string]*Tensor{"w": s.From([]float32{1, 2, 3, 4, 5, 6}, 2, 3), "b": s.From([]int64{7, 8}, 2)}
+	if err := SaveSafetensors(path, in, map[string]string{"state": `{"next_epoch":2}`}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.safetensors")
+	for i := range raw {
+		for _, bit := range []byte{0x01, 0x20, 0x80} {
+			b := append([]byte(nil), raw...)
+			b[i] ^= bit
+			if err := os.WriteFile(bad, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ls := newTestScope(t)
+			if _, meta, err := LoadSafetensors(ls, bad); err == nil && meta[ChecksumKey] != "" {
+				t.Fatalf("byte %d of %d with bit %#x flipped: loaded as verified", i, len(raw), bit)
+			}
+		}
 	}
 }
