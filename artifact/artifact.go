@@ -159,6 +159,21 @@ func (f *File) Abort() {
 	os.Remove(f.Name())
 }
 
+// CheckWritable makes dir (and its parents) and checks that a file can be
+// written in it, so a long run finds an unusable output folder before its
+// work, not after.
+func CheckWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output folder %s: %w", dir, err)
+	}
+	f, err := Create(filepath.Join(dir, ".m2mix-write-check"))
+	if err != nil {
+		return fmt.Errorf("output folder %s is not writable: %w", dir, err)
+	}
+	f.Abort()
+	return nil
+}
+
 // WriteFile writes data to path atomically.
 func WriteFile(path string, data []byte) error {
 	f, err := Create(path)

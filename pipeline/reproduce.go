@@ -245,6 +245,16 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 	if err != nil {
 		return err
 	}
+	// Every output folder must be usable before hours of training.
+	lock := o.LockPath
+	if lock == "" {
+		lock = DefaultLockPath
+	}
+	for _, dir := range []string{o.Data, o.Runs, o.Results, filepath.Dir(lock)} {
+		if err := artifact.CheckWritable(dir); err != nil {
+			return err
+		}
+	}
 	jobs := o.Jobs
 	if jobs == 0 && o.Device != torch.CPU && o.Device != "" {
 		jobs = o.Profile.GPUJobs

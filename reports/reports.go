@@ -50,8 +50,8 @@ type Summary struct {
 
 // Generate reads every run record under runsDir (laid out as
 // <config>/<seed>/record.json) and writes outDir/README.md with the tables
-// and outDir/plots/*.png. A missing runsDir is an empty one: every row then
-// reads "not run". Plots left from earlier reports that this one does not
+// and outDir/plots/*.png. An empty runsDir gives every row "not run"; a
+// missing one is an error (most likely a wrong path). Plots left from earlier reports that this one does not
 // make are removed, so the folder matches the page.
 //
 // Runs of an AV-MNIST generation variant lie in <runsDir>/variants/<name>/
@@ -60,6 +60,9 @@ type Summary struct {
 // beside the paper and its parameters in the header, linked from the main
 // page.
 func Generate(runsDir, outDir string, opts Options) (Summary, error) {
+	if st, err := os.Stat(runsDir); err != nil || !st.IsDir() {
+		return Summary{}, fmt.Errorf("runs folder %s: not a folder of run records (%v): train something first, or point --runs at one", runsDir, err)
+	}
 	variants, err := listVariants(runsDir)
 	if err != nil {
 		return Summary{}, err

@@ -254,7 +254,17 @@ func TestByteIdentical(t *testing.T) {
 
 func TestNoRuns(t *testing.T) {
 	dir := t.TempDir()
-	sum, md := generate(t, filepath.Join(dir, "no-such-runs"), filepath.Join(dir, "results"))
+	if _, err := Generate(filepath.Join(dir, "no-such-runs"), filepath.Join(dir, "results"), Options{PaperResults: paperFile}); err == nil || !strings.Contains(err.Error(), "no-such-runs") {
+		t.Fatalf("a runs folder that does not exist: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results")); err == nil {
+		t.Fatal("a refused report wrote its folder")
+	}
+	empty := filepath.Join(dir, "runs")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum, md := generate(t, empty, filepath.Join(dir, "results"))
 	if sum.Complete != 0 || len(sum.NotRun) != 10 || !slices.Equal(sum.Files, []string{"README.md"}) {
 		t.Errorf("summary %+v", sum)
 	}

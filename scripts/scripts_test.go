@@ -79,3 +79,21 @@ deb http://security.example/debian-security bookworm-security main
 		})
 	}
 }
+
+// TestMakeStopsOnOldGo: make refuses a Go older than go.mod asks for with
+// one line naming both versions, before building anything.
+func TestMakeStopsOnOldGo(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	fake := filepath.Join(t.TempDir(), "go")
+	script := "#!/bin/sh\n[ \"$1 $2\" = \"env GOVERSION\" ] && echo go1.19.8 && exit 0\necho 'fake go: only env GOVERSION' >&2\nexit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-s", "-C", "..", "build", "GO="+fake).CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err == nil || !strings.Contains(lines[0], "needs Go 1.") || !strings.Contains(lines[0], "is 1.19.8") || strings.Contains(string(out), "g++") {
+		t.Fatalf("make with Go 1.19: %v\n%s", err, out)
+	}
+}

@@ -9,6 +9,8 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -17,6 +19,20 @@ type Device string
 
 // CPU is the host.
 const CPU Device = "cpu"
+
+// ParseDevice checks a device name: "cpu", "cuda" or "cuda:N" (N >= 0).
+// It does not ask libtorch whether the device exists.
+func ParseDevice(name string) (Device, error) {
+	if name == "cpu" || name == "cuda" {
+		return Device(name), nil
+	}
+	if n, ok := strings.CutPrefix(name, "cuda:"); ok {
+		if i, err := strconv.Atoi(n); err == nil && i >= 0 && strconv.Itoa(i) == n {
+			return Device(name), nil
+		}
+	}
+	return "", fmt.Errorf("device %q: want cpu, cuda or cuda:N", name)
+}
 
 func (s *Scope) unary(name string, op C.int, a *Tensor) *Tensor {
 	return s.call(name, func(out *C.m2t_tensor) C.m2t_err { return C.m2t_unary(op, a.h, out) }, a)

@@ -7,8 +7,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/m2mix/m2mix/torch"
 )
 
 func main() {
@@ -20,10 +24,11 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "m2mix",
-		Short:         "Reproduce M2-Mixer (IEEE BigData 2023) from raw data to the paper's tables",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:               "m2mix",
+		Short:             "Reproduce M2-Mixer (IEEE BigData 2023) from raw data to the paper's tables",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlags(cmd) },
 	}
 	root.PersistentFlags().String("data", "data", "data folder shared by every stage")
 	root.AddCommand(
@@ -38,6 +43,29 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 	)
 	return root
+}
+
+// checkFlags validates every flag the user set before a command does any
+// work, naming the flag: counts and limits (every integer flag but the
+// seeds) are 0 or more, and --device is a device name.
+func checkFlags(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		switch {
+		case f.Name == "device":
+			if _, e := torch.ParseDevice(f.Value.String()); e != nil {
+				err = fmt.Errorf("--device: %w", e)
+			}
+		case f.Value.Type() == "int" || f.Value.Type() == "int64":
+			if !strings.Contains(f.Name, "seed") && strings.HasPrefix(f.Value.String(), "-") {
+				err = fmt.Errorf("--%s: must be 0 or more, not %s", f.Name, f.Value.String())
+			}
+		}
+	})
+	return err
 }
 
 // dataDir returns the --data flag's value.
