@@ -184,8 +184,19 @@ func sliceArray(c *Column, dt arrow.DataType, lo, hi int) arrow.Array {
 	}
 }
 
-// Read loads a whole dataset file into memory.
-func Read(path string) (*Table, error) {
+// Read loads a whole dataset file into memory. A malformed file is an
+// error naming it: the Arrow library panics on some corrupt footers and
+// buffers (found by FuzzRead), and Read turns that into an error.
+func Read(path string) (t *Table, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("read %s: malformed Arrow file (%v)", path, r)
+		}
+	}()
+	return read(path)
+}
+
+func read(path string) (*Table, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
