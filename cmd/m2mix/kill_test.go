@@ -216,3 +216,79 @@ func TestTrainSeedFlagsExclusive(t *testing.T) {
 		t.Fatalf("want a refusal naming the two flags, got %v:\n%s", err, out)
 	}
 }
+
+// TestPrepKilledNeverMixes kills `m2mix prep mimic` (from a second pickle,
+// over a finished dataset of a first) at several points. Whatever a kill
+// leaves, training either finds a set its manifest.json vouches for (all
+// old or all new) or refuses the folder; it never trains on a mix. A
+// finished preparation afterwards leaves no temporary file behind.
+func TestPrepKilledNeverMixes(t *testing.T) {
+	if _, err := os.Stat(os.Getenv("M2MIX_SHIM")); err != nil {
+		t.Skip("M2MIX_SHIM does not name the libtorch shim (make test sets it)")
+	}
+	dir := t.TempDir()
+	pkA, pkB := filepath.Join(dir, "a.pk"), filepath.Join(dir, "b.pk")
+	if err := mimictest.WritePickleFile(pkA, mimictest.Synthetic(40000, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := mimictest.WritePickleFile(pkB, mimictest.Synthetic(40000, 2)); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	folder := filepath.Join(data, "mimic")
+	prep := func(pk string) *exec.Cmd { return m2mix("prep", "mimic", "--pk", pk, "--data", data) }
+	kills, mixed := 0, 0
+	for d := 150 * time.Millisecond; d <= 900*time.Millisecond; d += 75 * time.Millisecond {
+		if out, err := prep(pkA).CombinedOutput(); err != nil {
+			t.Fatalf("prep A: %v\n%s", err, out)
+		}
+		cmd := prep(pkB)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-time.After(d):
+			cmd.Process.Kill()
+			<-done
+			kills++
+		case <-done:
+		}
+		var man artifact.Manifest
+		consistent := artifact.ReadJSON(filepath.Join(folder, "manifest.json"), &man) == nil
+		for _, f := range []string{"train.arrow", "validation.arrow", "test.arrow"} {
+			sum, err := artifact.SHA256File(filepath.Join(folder, f))
+			consistent = consistent && err == nil && sum == man.Outputs[f]
+		}
+		out, err := m2mix("train", "--config", "m2mixer_h", "--max-epochs", "1", "--limit-train", "256", "--limit-eval", "256",
+			"--threads", "1", "--data", data, "--runs", filepath.Join(dir, "runs", d.String())).CombinedOutput()
+		switch {
+		case consistent && err != nil:
+			t.Fatalf("kill at %v: a consistent set was refused: %v\n%s", d, err, out)
+		case !consistent && err == nil:
+			t.Fatalf("kill at %v: trained on a set its manifest does not vouch for:\n%s", d, out)
+		case !consistent:
+			mixed++
+			if !strings.Contains(string(out), "prepare the dataset again") {
+				t.Errorf("kill at %v: refusal does not say what to do:\n%s", d, out)
+			}
+		}
+	}
+	t.Logf("%d kills, %d left a set that training refused", kills, mixed)
+	if kills == 0 {
+		t.Fatal("no preparation was killed: the delays are longer than a preparation")
+	}
+	if out, err := prep(pkB).CombinedOutput(); err != nil {
+		t.Fatalf("final prep: %v\n%s", err, out)
+	}
+	ents, err := os.ReadDir(folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("left behind after a finished preparation: %s", e.Name())
+		}
+	}
+}
