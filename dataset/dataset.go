@@ -202,7 +202,16 @@ func read(path string) (*Table, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r, err := ipc.NewFileReader(f, ipc.WithAllocator(memory.DefaultAllocator))
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// A corrupt file can declare buffers of terabytes, and the library
+	// allocates what it declares: Go then dies out of memory, which no
+	// recover catches. No buffer of a real dataset file decompresses to
+	// more than 16 times the file (ours hardly compress at all).
+	alloc := &boundedAllocator{Allocator: memory.DefaultAllocator, limit: 16*int(st.Size()) + 1<<20}
+	r, err := ipc.NewFileReader(f, ipc.WithAllocator(alloc))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: not an Arrow IPC file: %w", path, err)
 	}
@@ -273,4 +282,25 @@ func appendColumn(c *Column, a arrow.Array, n int) error {
 		return fmt.Errorf("unexpected array type %T", a)
 	}
 	return nil
+}
+
+// boundedAllocator refuses (by panicking, which Read turns into an error)
+// any single allocation above limit.
+type boundedAllocator struct {
+	memory.Allocator
+	limit int
+}
+
+func (a *boundedAllocator) Allocate(size int) []byte {
+	if size > a.limit {
+		panic(fmt.Sprintf("a buffer of %d bytes, more than such a file can hold", size))
+	}
+	return a.Allocator.Allocate(size)
+}
+
+func (a *boundedAllocator) Reallocate(size int, b []byte) []byte {
+	if size > a.limit {
+		panic(fmt.Sprintf("a buffer of %d bytes, more than such a file can hold", size))
+	}
+	return a.Allocator.Reallocate(size, b)
 }
