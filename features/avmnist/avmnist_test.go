@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -435,5 +436,58 @@ func TestVariantGeneration(t *testing.T) {
 	}
 	if m := got.meta(Params{Seed: 3, Variant: v}, in); m["variant"] != "test-variant" || !strings.Contains(m["variant_params"], `"pairing":"pool-race"`) {
 		t.Errorf("variant metadata %q %q", m["variant"], m["variant_params"])
+	}
+}
+
+// TestImportNPYRefusesBadImages: NaN or Inf in the public images, or an
+// image file whose rows disagree with the labels file, is an error naming
+// the file (and the other file it disagrees with), and nothing is written.
+func TestImportNPYRefusesBadImages(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		value float32
+		rows  int
+		want  []string
+	}{
+		{"NaN", float32(math.NaN()), 4, []string{"image/train_data.npy: image 2, pixel 5 is NaN"}},
+		{"Inf", float32(math.Inf(-1)), 4, []string{"image/train_data.npy: image 2, pixel 5 is -Inf"}},
+		{"rows", 0, 3, []string{"image/train_data.npy: shape [3 784]", "train_labels.npy has 4 labels"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, split := range []string{"train", "test"} {
+				img := make([]float32, c.rows*ImageSize)
+				if split == "train" && c.rows == 4 {
+					img[2*ImageSize+5] = c.value
+				}
+				n := 4
+				if split == "test" || c.rows == 4 {
+					if err := npy.WriteFloat32(filepath.Join(dir, "image", split+"_data.npy"), []int{n, ImageSize}, make([]float32, n*ImageSize)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if split == "train" {
+					if err := npy.WriteFloat32(filepath.Join(dir, "image", split+"_data.npy"), []int{c.rows, ImageSize}, img); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := npy.WriteUint8(filepath.Join(dir, "audio", split+"_data.npy"), []int{n, 112, 112}, make([]uint8, n*AudioSize)); err != nil {
+					t.Fatal(err)
+				}
+				if err := npy.WriteInt64(filepath.Join(dir, split+"_labels.npy"), []int{n}, []int64{1, 2, 3, 4}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data := t.TempDir()
+			_, _, _, err := PrepNPY(data, dir)
+			for _, w := range c.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Fatalf("want an error containing %q, got %v", w, err)
+				}
+			}
+			if _, err := os.Stat(Dir(data)); err == nil {
+				t.Error("a refused import wrote its folder")
+			}
+		})
 	}
 }

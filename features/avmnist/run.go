@@ -2,6 +2,7 @@ package avmnist
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 
@@ -116,7 +117,7 @@ func importSplit(dir, split string) (*Split, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRows(imgPath, img, n, ImageSize); err != nil {
+	if err := checkRows(imgPath, labPath, img, n, ImageSize); err != nil {
 		return nil, err
 	}
 	s := &Split{Label: labels, Image: make([]float32, n*ImageSize)}
@@ -130,12 +131,17 @@ func importSplit(dir, split string) (*Split, error) {
 	default:
 		return nil, fmt.Errorf("%s: image values are %v, want float32 or float64", imgPath, img.Kind)
 	}
+	for i, v := range s.Image {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%s: image %d, pixel %d is %v: not a finite value", imgPath, i/ImageSize, i%ImageSize, f)
+		}
+	}
 	img = nil
 	aud, err := npy.Read(audPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRows(audPath, aud, n, AudioSize); err != nil {
+	if err := checkRows(audPath, labPath, aud, n, AudioSize); err != nil {
 		return nil, err
 	}
 	if aud.Kind != npy.Uint8 {
@@ -152,10 +158,10 @@ func importSplit(dir, split string) (*Split, error) {
 }
 
 // checkRows requires n rows of width values (any shape (n, ...) whose
-// trailing dimensions multiply to width).
-func checkRows(path string, a *npy.Array, n, width int) error {
+// trailing dimensions multiply to width), n being the labels file's rows.
+func checkRows(path, labels string, a *npy.Array, n, width int) error {
 	if len(a.Shape) < 2 || a.Shape[0] != n || a.Len() != n*width {
-		return fmt.Errorf("%s: shape %v, want %d rows of %d values (labels file has %d rows)", path, a.Shape, n, width, n)
+		return fmt.Errorf("%s: shape %v, want %d rows of %d values: %s has %d labels", path, a.Shape, n, width, labels, n)
 	}
 	return nil
 }

@@ -95,6 +95,9 @@ func Prepare(a *mimicprep.Arrays, outDir string, src Source) (*Report, error) {
 	if src.Kind != "pk" && src.Kind != "raw" {
 		return nil, fmt.Errorf("prepare MIMIC-III: source kind %q, want \"pk\" or \"raw\"", src.Kind)
 	}
+	if err := checkRows(a.N); err != nil {
+		return nil, fmt.Errorf("prepare MIMIC-III (source %s): %w", src.Kind, err)
+	}
 	n := a.N
 	ts := append([]float64(nil), a.TimeSeries...)
 	st := append([]float64(nil), a.Static...)
@@ -256,6 +259,22 @@ func check(a *mimicprep.Arrays) error {
 		return fmt.Errorf("%s holds %d values, want N x 5 = %d", mimicprep.StaticKey, len(a.Static), a.N*mimicprep.StaticFeatures)
 	case len(a.Labels) != a.N*a.LabelCols:
 		return fmt.Errorf("%s holds %d values, want N x %d = %d", mimicprep.LabelsKey, len(a.Labels), a.LabelCols, a.N*a.LabelCols)
+	}
+	return nil
+}
+
+// MinRows is the fewest samples Prepare accepts: with fewer, the split
+// (validation N//10, test N//5 - N//10) leaves the validation split empty.
+const MinRows = 10
+
+// checkRows refuses sample counts that would write an empty dataset.
+func checkRows(n int) error {
+	if n == 0 {
+		return fmt.Errorf("no rows (N = 0): nothing to prepare")
+	}
+	if n < MinRows {
+		return fmt.Errorf("N = %d rows is too few: the split gives validation %d, test %d, train %d rows; at least %d are needed so that every split has one",
+			n, n/10, n/5-n/10, n-n/5, MinRows)
 	}
 	return nil
 }

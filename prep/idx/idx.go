@@ -60,13 +60,16 @@ func decode(r io.Reader, size int64) (*Array, error) {
 		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("corrupt gzip stream: %w", err)
+			return nil, gzipError(err)
 		}
 		defer zr.Close()
-		src = zr
+		src = gzipReader{zr}
 	}
 	var magic [4]byte
 	if _, err := io.ReadFull(src, magic[:]); err != nil {
+		if se := (*streamError)(nil); errors.As(err, &se) {
+			return nil, se
+		}
 		return nil, fmt.Errorf("truncated: IDX magic: %w", noEOF(err))
 	}
 	if magic[0] != 0 || magic[1] != 0 {
@@ -85,6 +88,9 @@ func decode(r io.Reader, size int64) (*Array, error) {
 	for i := range dims {
 		var d uint32
 		if err := binary.Read(src, binary.BigEndian, &d); err != nil {
+			if se := (*streamError)(nil); errors.As(err, &se) {
+				return nil, se
+			}
 			return nil, fmt.Errorf("truncated: dimension %d of %d: %w", i+1, nd, noEOF(err))
 		}
 		dims[i] = int(d)
@@ -97,9 +103,14 @@ func decode(r io.Reader, size int64) (*Array, error) {
 		return nil, fmt.Errorf("truncated: dimensions %v need %d bytes of data, more than a %d-byte file can hold", dims, n, size)
 	}
 	// ReadAll grows its buffer only as bytes arrive, so memory stays bounded
-	// by what the (decompressed) stream really holds, not by the header.
+	// by what the (decompressed) stream really holds, not by the header. It
+	// reads to the end of a gzip stream (one byte more than the data is
+	// asked for), so the trailer's CRC-32 and length are always checked.
 	data, err := io.ReadAll(io.LimitReader(src, int64(n)+1))
 	if err != nil {
+		if se := (*streamError)(nil); errors.As(err, &se) {
+			return nil, se
+		}
 		return nil, fmt.Errorf("corrupt data: %w", err)
 	}
 	if len(data) < n {
@@ -111,6 +122,35 @@ func decode(r io.Reader, size int64) (*Array, error) {
 	return &Array{Dims: dims, Data: data}, nil
 }
 
+// gzipReader marks every error of the gzip stream other than a clean end,
+// so that a cut stream is not mistaken for an IDX file that is too short.
+type gzipReader struct{ r io.Reader }
+
+func (g gzipReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = gzipError(err)
+	}
+	return n, err
+}
+
+// streamError is a damaged gzip stream.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string {
+	switch {
+	case errors.Is(e.err, io.ErrUnexpectedEOF) || errors.Is(e.err, io.EOF):
+		return "truncated gzip stream: the file ends before the end of the compressed data or its trailer (incomplete download or copy?)"
+	case errors.Is(e.err, gzip.ErrChecksum):
+		return "corrupt gzip stream: the CRC-32 or length in the gzip trailer does not match the data"
+	}
+	return "corrupt gzip stream: " + e.err.Error()
+}
+
+func (e *streamError) Unwrap() error { return e.err }
+
+func gzipError(err error) error { return &streamError{err} }
+
 func noEOF(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
@@ -118,7 +158,8 @@ func noEOF(err error) error {
 	return err
 }
 
-// ReadImages reads an MNIST image file: n images of rows x cols bytes.
+// ReadImages reads an MNIST image file: n images of rows x cols bytes, at
+// least one image of at least one pixel.
 func ReadImages(path string) (n, rows, cols int, pix []uint8, err error) {
 	a, err := Read(path)
 	if err != nil {
@@ -127,10 +168,17 @@ func ReadImages(path string) (n, rows, cols int, pix []uint8, err error) {
 	if len(a.Dims) != 3 {
 		return 0, 0, 0, nil, fmt.Errorf("read %s: image file has %d dimensions %v, want 3", path, len(a.Dims), a.Dims)
 	}
+	if a.Dims[0] == 0 {
+		return 0, 0, 0, nil, fmt.Errorf("read %s: no images (dimensions %v)", path, a.Dims)
+	}
+	if a.Dims[1] == 0 || a.Dims[2] == 0 {
+		return 0, 0, 0, nil, fmt.Errorf("read %s: empty images of %d x %d pixels", path, a.Dims[1], a.Dims[2])
+	}
 	return a.Dims[0], a.Dims[1], a.Dims[2], a.Data, nil
 }
 
-// ReadLabels reads an MNIST label file; every label must be a digit 0..9.
+// ReadLabels reads an MNIST label file; it must hold at least one label,
+// and every label must be a digit 0..9.
 func ReadLabels(path string) ([]uint8, error) {
 	a, err := Read(path)
 	if err != nil {
@@ -139,10 +187,31 @@ func ReadLabels(path string) ([]uint8, error) {
 	if len(a.Dims) != 1 {
 		return nil, fmt.Errorf("read %s: label file has %d dimensions %v, want 1", path, len(a.Dims), a.Dims)
 	}
+	if a.Dims[0] == 0 {
+		return nil, fmt.Errorf("read %s: no labels", path)
+	}
 	for i, l := range a.Data {
 		if l > 9 {
 			return nil, fmt.Errorf("read %s: label %d is %d, not a digit", path, i, l)
 		}
 	}
 	return a.Data, nil
+}
+
+// ReadImagesAndLabels reads an MNIST image file and its label file and
+// checks that they describe the same number of samples; a mismatch names
+// both files and what each holds.
+func ReadImagesAndLabels(imagesPath, labelsPath string) (n, rows, cols int, pix, labels []uint8, err error) {
+	n, rows, cols, pix, err = ReadImages(imagesPath)
+	if err != nil {
+		return 0, 0, 0, nil, nil, err
+	}
+	labels, err = ReadLabels(labelsPath)
+	if err != nil {
+		return 0, 0, 0, nil, nil, err
+	}
+	if len(labels) != n {
+		return 0, 0, 0, nil, nil, fmt.Errorf("%s holds %d images but %s holds %d labels: one of the two files is not the other's match", imagesPath, n, labelsPath, len(labels))
+	}
+	return n, rows, cols, pix, labels, nil
 }

@@ -30,7 +30,7 @@ func FuzzReadPickle(f *testing.F) {
 			}
 			return
 		}
-		if a.N < 0 || a.LabelCols < MinLabelCols ||
+		if a.N <= 0 || a.LabelCols < MinLabelCols ||
 			len(a.TimeSeries) != a.N*Hours*TimeFeatures ||
 			len(a.Static) != a.N*StaticFeatures ||
 			len(a.Labels) != a.N*a.LabelCols ||

@@ -37,6 +37,8 @@ const MaxPickleBytes = 2 << 30
 // checked for the shapes MIMIC-III needs. Errors name the file and, where
 // one is at fault, the key.
 //
+// An im.pk whose arrays have no rows is an error.
+//
 // y_icd9 is read only when it is an N x 20 numeric array; in any other form
 // it is left out (ICD9 nil), since nothing in the 6-class task needs it and
 // a reader that failed on it would block the task for no reason.
@@ -200,6 +202,12 @@ func arraysFromDict(d []entry) (*Arrays, error) {
 	if stShape[0] != n || lbShape[0] != n {
 		return nil, fmt.Errorf("mismatched N: %q has %d rows, %q %d, %q %d",
 			TimeSeriesKey, n, StaticKey, stShape[0], LabelsKey, lbShape[0])
+	}
+	if n == 0 {
+		// A valid pickle, but nothing to prepare: refuse it here rather
+		// than write 0-row datasets downstream.
+		return nil, fmt.Errorf("no rows: %q has shape %s (and %q %s, %q %s)",
+			TimeSeriesKey, shapeString(tsShape), StaticKey, shapeString(stShape), LabelsKey, shapeString(lbShape))
 	}
 	a := &Arrays{N: n, TimeSeries: ts, Static: st, Labels: lb, LabelCols: lbShape[1]}
 	if v, ok := lookup(d, ICD9Key); ok {

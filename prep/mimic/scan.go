@@ -33,7 +33,7 @@ const (
 //   - persistent ids, extension codes and out-of-band buffers, which an
 //     im.pk never holds;
 //   - more opcodes, marks or re-referenced string bytes than the limits above;
-//   - a stream without STOP (a truncated file).
+//   - a stream without STOP (a truncated file), or bytes after it.
 //
 // gopickle consumes the bytes in the same linear order (a frame's contents
 // are simply the bytes that follow the FRAME opcode), so a length checked
@@ -54,6 +54,11 @@ func scanPickle(b []byte) error {
 			return fmt.Errorf("pickle has more than %d opcodes; an im.pk holds a few numpy arrays, so this is not one", maxOpcodes)
 		}
 		if op == '.' { // STOP
+			if extra := len(b) - s.pos; extra > 0 {
+				// pickle.load would stop here too, but numpy's pickles end
+				// at STOP: the rest is damage (files run together, a bad copy).
+				return fmt.Errorf("corrupt pickle: %d bytes after the STOP opcode at offset %d", extra, s.pos-1)
+			}
 			return nil
 		}
 		if err := s.step(op); err != nil {

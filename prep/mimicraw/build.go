@@ -110,6 +110,10 @@ func Build(dir string, opts Options) (*mimic.Arrays, map[string]string, error) {
 		return nil, nil, err
 	}
 	b.selectCohort(small)
+	if len(b.adms) == 0 {
+		// Before the event tables: they are hours of reading for nothing.
+		return nil, nil, b.emptyCohort()
+	}
 
 	if err := b.scanEvents("LABEVENTS", 2, b.items.labKeep, b.labRow); err != nil {
 		return nil, nil, err
@@ -122,8 +126,31 @@ func Build(dir string, opts Options) (*mimic.Arrays, map[string]string, error) {
 		return nil, nil, err
 	}
 	arr := b.assemble()
+	if arr.N == 0 {
+		return nil, nil, b.emptyCohort()
+	}
 	b.describe(arr)
 	return arr, b.meta, nil
+}
+
+// funnelKeys are the cohort counts, in the order the rules apply.
+var funnelKeys = []string{
+	"admissions", "candidate_admissions", "first_admissions",
+	"dropped_no_admittime", "dropped_icd9_first_code", "dropped_no_patient",
+	"dropped_age_under_15", "dropped_no_icustay", "candidates_before_events",
+	"dropped_no_observation", "dropped_span_le_24h",
+}
+
+// emptyCohort is the error for a build whose cohort rules left nothing: a
+// 0-row dataset is never a result.
+func (b *builder) emptyCohort() error {
+	var parts []string
+	for _, k := range funnelKeys {
+		if v, ok := b.meta["cohort."+k]; ok {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return fmt.Errorf("mimicraw: %s: no admissions left after filtering by the cohort rules (%s); are these the MIMIC-III v1.4 tables?", b.dir, strings.Join(parts, ", "))
 }
 
 // scanEvents streams one event table through handle with per-worker stores.

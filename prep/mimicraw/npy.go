@@ -24,6 +24,9 @@ const (
 // (N,20) int64 (they hold 0/1).
 func WriteNPY(arrays *mimic.Arrays, dir string) error {
 	n := arrays.N
+	if n <= 0 {
+		return fmt.Errorf("mimicraw: WriteNPY: the arrays have no rows (N = %d); nothing written", n)
+	}
 	if len(arrays.TimeSeries) != n*hours*nSeries || len(arrays.Static) != n*5 ||
 		arrays.LabelCols <= 0 || len(arrays.Labels) != n*arrays.LabelCols || len(arrays.ICD9) != n*icd9Cols {
 		return fmt.Errorf("mimicraw: WriteNPY: arrays do not have the shapes (N,24,12), (N,5), (N,LabelCols), (N,20) for N=%d", n)

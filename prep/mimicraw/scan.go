@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 )
 
@@ -29,6 +30,7 @@ const chunkSize = 4 << 20
 // which column, and why.
 type InputError struct {
 	Table  string
+	Path   string // the table's file, once located ("" before)
 	Line   int64 // 0 when the problem is not tied to a line
 	Column string
 	Value  string
@@ -38,7 +40,11 @@ type InputError struct {
 func (e *InputError) Error() string {
 	var b strings.Builder
 	b.WriteString("mimicraw: ")
-	b.WriteString(e.Table)
+	if e.Path != "" {
+		b.WriteString(e.Path)
+	} else {
+		b.WriteString(e.Table)
+	}
 	if e.Line > 0 {
 		fmt.Fprintf(&b, " line %d", e.Line)
 	}
@@ -65,14 +71,16 @@ type tableFile struct {
 	size int64 // bytes on disk (compressed size for .gz); the progress total
 }
 
-// locateTable finds NAME.csv.gz or NAME.csv in dir, any letter case.
+// locateTable finds NAME.csv.gz or NAME.csv in dir, any letter case. More
+// than one such file (NAME.csv next to NAME.csv.gz, or two spellings of the
+// name) is an error: which one holds the table is not ours to guess.
 func locateTable(dir, name string) (*tableFile, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("mimicraw: reading table directory: %w", err)
 	}
 	want := strings.ToUpper(name)
-	var found *tableFile
+	var found []*tableFile
 	for _, e := range entries {
 		up := strings.ToUpper(e.Name())
 		var gz bool
@@ -83,21 +91,26 @@ func locateTable(dir, name string) (*tableFile, error) {
 		default:
 			continue
 		}
-		// Prefer the plain .csv when both exist: it is faster to read.
-		if found != nil && !found.gz {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		st, err := os.Stat(path) // follows symlinks
-		if err != nil {
-			return nil, fmt.Errorf("mimicraw: table %s: %w", want, err)
-		}
-		found = &tableFile{name: want, path: path, gz: gz, size: st.Size()}
+		found = append(found, &tableFile{name: want, path: filepath.Join(dir, e.Name()), gz: gz})
 	}
-	if found == nil {
+	switch len(found) {
+	case 0:
 		return nil, &InputError{Table: want, Reason: fmt.Sprintf("missing table: no %s.csv or %s.csv.gz in %s", want, want, dir)}
+	case 1:
+	default:
+		paths := make([]string, len(found))
+		for i, f := range found {
+			paths[i] = f.path
+		}
+		return nil, &InputError{Table: want, Reason: fmt.Sprintf("ambiguous table: %d files could hold it (%s); keep exactly one", len(found), strings.Join(paths, ", "))}
 	}
-	return found, nil
+	tf := found[0]
+	st, err := os.Stat(tf.path) // follows symlinks
+	if err != nil {
+		return nil, fmt.Errorf("mimicraw: table %s: %w", want, err)
+	}
+	tf.size = st.Size()
+	return tf, nil
 }
 
 // byteCounter forwards the number of bytes read from disk to a progress sink.
@@ -127,18 +140,24 @@ func openStream(tf *tableFile, add func(int64)) (header []string, r *bufio.Reade
 		zr, err := gzip.NewReader(src)
 		if err != nil {
 			f.Close()
-			return nil, nil, nil, &InputError{Table: tf.name, Reason: "not a gzip file: " + err.Error()}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, nil, nil, tf.fail(0, "truncated gzip stream: the file ends inside the gzip header")
+			}
+			return nil, nil, nil, tf.fail(0, "not a gzip file: "+err.Error())
 		}
 		src = zr
 	}
 	r = bufio.NewReaderSize(src, 1<<20)
 	line, err := r.ReadSlice('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+	if err != nil && !(err == io.EOF && len(line) > 0) {
 		f.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, nil, nil, &InputError{Table: tf.name, Line: 1, Reason: "empty table: no header line"}
+		if err == io.EOF {
+			return nil, nil, nil, tf.fail(1, "empty table: no header line")
 		}
-		return nil, nil, nil, &InputError{Table: tf.name, Line: 1, Reason: "reading header: " + err.Error()}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, nil, nil, tf.fail(1, "header line longer than 1 MiB")
+		}
+		return nil, nil, nil, tf.readError(1, err)
 	}
 	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 	line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // UTF-8 BOM
@@ -146,6 +165,43 @@ func openStream(tf *tableFile, add func(int64)) (header []string, r *bufio.Reade
 		header = append(header, strings.ToUpper(strings.TrimSpace(fld)))
 	}
 	return header, r, closeFn, nil
+}
+
+// fail builds an InputError about this table's file.
+func (tf *tableFile) fail(line int64, reason string) *InputError {
+	return &InputError{Table: tf.name, Path: tf.path, Line: line, Reason: reason}
+}
+
+// readError turns an error from reading the (decompressed) stream into an
+// InputError. For a gzip file, io.ErrUnexpectedEOF means the compressed
+// stream or its trailer was cut short, and a checksum error a CRC-32 or
+// length that does not match the data: both mean the file is damaged, and
+// neither may pass for a clean end of the table.
+func (tf *tableFile) readError(line int64, err error) *InputError {
+	if tf.gz {
+		var corrupt flate.CorruptInputError
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return tf.fail(line, "truncated gzip stream: the file ends before the end of the compressed data or its trailer (incomplete download or copy?)")
+		case errors.Is(err, gzip.ErrChecksum):
+			return tf.fail(line, "corrupt gzip stream: the CRC-32 or length in the gzip trailer does not match the data")
+		case errors.Is(err, gzip.ErrHeader):
+			return tf.fail(line, "corrupt gzip stream: invalid gzip header after the first member (trailing garbage?)")
+		case errors.As(err, &corrupt):
+			return tf.fail(line, "corrupt gzip stream: "+err.Error())
+		}
+	}
+	return tf.fail(line, "read error: "+err.Error())
+}
+
+// annotate sets the file on an InputError that does not name one yet (those
+// built by record handlers know only the table).
+func (tf *tableFile) annotate(err error) error {
+	var ie *InputError
+	if errors.As(err, &ie) && ie.Path == "" {
+		ie.Path = tf.path
+	}
+	return err
 }
 
 // splitSimple splits one header line (no embedded newlines) honouring quotes.
@@ -222,7 +278,7 @@ func peekHeader(tf *tableFile, cols []string) error {
 	}
 	defer closeFn()
 	_, err = checkHeader(tf.name, header, cols)
-	return err
+	return tf.annotate(err)
 }
 
 type chunk struct {
@@ -244,7 +300,7 @@ func scanTable(tf *tableFile, spec scanSpec, workers int, add func(int64), handl
 	defer closeFn()
 	colIdx, err := checkHeader(tf.name, header, spec.cols)
 	if err != nil {
-		return err
+		return tf.annotate(err)
 	}
 	if workers < 1 {
 		workers = 1
@@ -269,7 +325,7 @@ func scanTable(tf *tableFile, spec scanSpec, workers int, add func(int64), handl
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			p := newChunkParser(tf.name, spec, colIdx)
+			p := newChunkParser(tf.name, spec, colIdx, len(header))
 			for c := range work {
 				if !stop.Load() {
 					if err := p.run(c.data, c.line, func(r *record) error { return handle(w, r) }); err != nil {
@@ -284,18 +340,20 @@ func scanTable(tf *tableFile, spec scanSpec, workers int, add func(int64), handl
 		}(w)
 	}
 
-	readErr := cutChunks(tf.name, rd, free, work, &stop)
+	readErr := cutChunks(tf, rd, free, work, &stop)
 	close(work)
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	// A damaged stream comes first: the rows a worker choked on may be the
+	// debris of a cut gzip stream.
+	if readErr != nil {
+		return tf.annotate(readErr)
 	}
-	return readErr
+	return tf.annotate(firstErr)
 }
 
 // cutChunks reads the decompressed stream into pooled buffers and sends
 // chunks that end at a record boundary (a newline outside quotes).
-func cutChunks(table string, rd io.Reader, free chan []byte, work chan<- chunk, stop *atomic.Bool) error {
+func cutChunks(tf *tableFile, rd io.Reader, free chan []byte, work chan<- chunk, stop *atomic.Bool) error {
 	line := int64(2)
 	var carry []byte // bytes of an incomplete record from the previous read
 	for !stop.Load() {
@@ -305,11 +363,11 @@ func cutChunks(table string, rd io.Reader, free chan []byte, work chan<- chunk, 
 			buf = make([]byte, 2*len(carry)+chunkSize)
 		}
 		n := copy(buf, carry)
-		m, err := io.ReadFull(rd, buf[n:])
+		m, eof, err := fill(rd, buf[n:])
 		n += m
-		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-		if err != nil && !eof {
-			return &InputError{Table: table, Line: line, Reason: "read error: " + err.Error()}
+		if err != nil {
+			// No line: the stream broke somewhere inside the buffer just read.
+			return tf.readError(0, err)
 		}
 		data := buf[:n]
 		cut := n
@@ -337,12 +395,30 @@ func cutChunks(table string, rd io.Reader, free chan []byte, work chan<- chunk, 
 		}
 		if eof {
 			if len(carry) > 0 {
-				return &InputError{Table: table, Line: line, Reason: "unterminated quoted field at end of file"}
+				return tf.fail(line, "unterminated quoted field at end of file")
 			}
 			return nil
 		}
 	}
 	return nil
+}
+
+// fill reads into buf until it is full or the stream ends. eof is true only
+// for a clean end (io.EOF); any other error, io.ErrUnexpectedEOF included
+// (what a gzip reader returns for a cut stream), is returned as err, never
+// taken for the end of the table.
+func fill(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, true, nil
+		}
+		if err != nil {
+			return n, false, err
+		}
+	}
+	return n, false, nil
 }
 
 // recordCut returns the length of the longest prefix of data made of whole
@@ -369,18 +445,22 @@ func recordCut(data []byte) int {
 }
 
 // chunkParser splits records into fields. Fields are sub-slices of the chunk
-// unless they contained escaped quotes ("").
+// unless they contained escaped quotes (""). Every record must have exactly
+// the header's number of fields, including the rows the prefilter skips and
+// the fields after the last needed column, which are counted without being
+// parsed.
 type chunkParser struct {
 	table    string
 	spec     scanSpec
 	want     []int // file column -> index in spec.cols, -1 if unused
 	maxCol   int   // last file column needed
 	filterAt int   // file column of the prefilter, -1 if none
+	ncols    int   // fields in the header
 	rec      record
 	scratch  []byte
 }
 
-func newChunkParser(table string, spec scanSpec, colIdx []int) *chunkParser {
+func newChunkParser(table string, spec scanSpec, colIdx []int, ncols int) *chunkParser {
 	maxCol := 0
 	for _, c := range colIdx {
 		maxCol = max(maxCol, c)
@@ -392,7 +472,7 @@ func newChunkParser(table string, spec scanSpec, colIdx []int) *chunkParser {
 	for i, c := range colIdx {
 		want[c] = i
 	}
-	p := &chunkParser{table: table, spec: spec, want: want, maxCol: maxCol, filterAt: -1}
+	p := &chunkParser{table: table, spec: spec, want: want, maxCol: maxCol, filterAt: -1, ncols: ncols}
 	if spec.filter >= 0 {
 		p.filterAt = colIdx[spec.filter]
 	}
@@ -425,6 +505,17 @@ func (p *chunkParser) run(data []byte, line int64, handle func(*record) error) e
 	return nil
 }
 
+// fieldCount checks a record's number of fields against the header's.
+func (p *chunkParser) fieldCount(fields int, line int64) error {
+	switch {
+	case fields < p.ncols:
+		return &InputError{Table: p.table, Line: line, Reason: fmt.Sprintf("row has %d fields, fewer than the %d of the header (a cut or damaged row?)", fields, p.ncols)}
+	case fields > p.ncols:
+		return &InputError{Table: p.table, Line: line, Reason: fmt.Sprintf("row has %d fields, more than the %d of the header (an unquoted comma?)", fields, p.ncols)}
+	}
+	return nil
+}
+
 // record parses the record starting at pos. It returns the start of the next
 // record, the number of newlines consumed, and whether the row passed the
 // prefilter (then p.rec.f holds the needed fields).
@@ -433,7 +524,6 @@ func (p *chunkParser) record(data []byte, pos int, line int64) (next, nl int, ke
 	for i := range p.rec.f {
 		p.rec.f[i] = nil
 	}
-	found := 0
 	for col := 0; ; col++ {
 		var fld []byte
 		escaped := false
@@ -482,59 +572,75 @@ func (p *chunkParser) record(data []byte, pos int, line int64) (next, nl int, ke
 					fld = p.scratch[start:]
 				}
 				p.rec.f[i] = fld
-				found++
 			}
 		}
+		skip := false
 		if col == p.filterAt {
 			v, ok := atoiFast(fld)
-			if !ok || v < 0 || v >= int64(len(p.spec.keep)) || !p.spec.keep[v] {
-				// Not a wanted ITEMID (or not a plain integer, which no
-				// wanted row has): skip the rest without parsing it.
-				if recEnd {
-					return end + 1, nl + boolInt(end < len(data)), false, nil
-				}
-				n2, nl2 := skipRecord(data, end+1)
-				return n2, nl + nl2, false, nil
-			}
+			// Not a wanted ITEMID (or not a plain integer, which no wanted
+			// row has): the rest is only counted, not parsed.
+			skip = !ok || v < 0 || v >= int64(len(p.spec.keep)) || !p.spec.keep[v]
 		}
 		if recEnd {
-			if found < len(p.rec.f) {
-				return 0, 0, false, &InputError{Table: p.table, Line: line, Reason: fmt.Sprintf("row has %d fields, fewer than the header needs (column %s)", col+1, p.missingCol())}
+			if err := p.fieldCount(col+1, line); err != nil {
+				return 0, 0, false, err
 			}
-			return end + 1, nl + boolInt(end < len(data)), true, nil
+			return end + 1, nl + boolInt(end < len(data)), !skip, nil
 		}
 		pos = end + 1
-		if col == p.maxCol {
-			n2, nl2 := skipRecord(data, pos)
-			return n2, nl + nl2, true, nil
+		if skip || col == p.maxCol {
+			n2, nl2, more, open := skipRecord(data, pos)
+			if open {
+				return 0, 0, false, &InputError{Table: p.table, Line: line, Reason: "unterminated quoted field at end of file"}
+			}
+			if err := p.fieldCount(col+1+more, line); err != nil {
+				return 0, 0, false, err
+			}
+			return n2, nl + nl2, !skip, nil
 		}
 	}
 }
 
-func (p *chunkParser) missingCol() string {
-	for i, f := range p.rec.f {
-		if f == nil {
-			return p.spec.cols[i]
-		}
-	}
-	return "?"
-}
-
-// skipRecord skips from pos (a field boundary, outside quotes) to the start
-// of the next record, using fast byte searches: a newline ends the record iff
-// the quotes between pos and it are balanced.
-func skipRecord(data []byte, pos int) (next, nl int) {
-	parity := 0
+// skipRecord skips from pos (the start of a field, outside quotes) to the
+// start of the next record and counts the fields on the way, using fast
+// byte searches: a newline ends the record iff the quotes between pos and
+// it are balanced, and a comma separates fields iff the quotes before it
+// are. open reports a quote still open at the end of data.
+func skipRecord(data []byte, pos int) (next, nl, fields int, open bool) {
+	fields = 1
+	inQ := false
 	for {
 		k := bytes.IndexByte(data[pos:], '\n')
-		if k < 0 {
-			return len(data), nl
+		seg := data[pos:]
+		if k >= 0 {
+			seg = data[pos : pos+k]
 		}
-		parity ^= bytes.Count(data[pos:pos+k], []byte{'"'}) & 1
+		if !inQ && bytes.IndexByte(seg, '"') < 0 {
+			fields += bytes.Count(seg, []byte{','})
+		} else {
+			// Count the commas of the unquoted stretches only.
+			for len(seg) > 0 {
+				q := bytes.IndexByte(seg, '"')
+				if q < 0 {
+					if !inQ {
+						fields += bytes.Count(seg, []byte{','})
+					}
+					break
+				}
+				if !inQ {
+					fields += bytes.Count(seg[:q], []byte{','})
+				}
+				inQ = !inQ
+				seg = seg[q+1:]
+			}
+		}
+		if k < 0 {
+			return len(data), nl, fields, inQ
+		}
 		nl++
 		pos += k + 1
-		if parity == 0 {
-			return pos, nl
+		if !inQ {
+			return pos, nl, fields, false
 		}
 	}
 }

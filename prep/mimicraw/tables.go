@@ -91,10 +91,24 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 		firstService: map[int64]serviceRow{},
 		diagnoses:    map[int64][]diagnosisRow{},
 	}
-	noFilter := func(table string) scanSpec { return scanSpec{cols: neededColumns(table), filter: -1} }
 	// One worker: rows arrive in file order, which breaks ties the way a
-	// sequential scan of the table would.
-	err := scanTable(files["PATIENTS"], noFilter("PATIENTS"), 1, nil, func(_ int, r *record) error {
+	// sequential scan of the table would. Every small table must have rows:
+	// a header-only PATIENTS, ADMISSIONS or ICUSTAYS leaves no cohort, and
+	// a header-only TRANSFERS, SERVICES or DIAGNOSES_ICD would quietly
+	// change every admission's candidates, admission type or labels.
+	scan := func(table string, handle func(r *record) error) error {
+		var rows int64
+		tf := files[table]
+		err := scanTable(tf, scanSpec{cols: neededColumns(table), filter: -1}, 1, nil, func(_ int, r *record) error {
+			rows++
+			return handle(r)
+		})
+		if err == nil && rows == 0 {
+			err = tf.fail(0, "no rows: the table has a header only (a cut or placeholder file?)")
+		}
+		return err
+	}
+	err := scan("PATIENTS", func(r *record) error {
 		subj, err := r.requireInt(0)
 		if err != nil {
 			return err
@@ -121,7 +135,7 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 		return nil, err
 	}
 
-	err = scanTable(files["ADMISSIONS"], noFilter("ADMISSIONS"), 1, nil, func(_ int, r *record) error {
+	err = scan("ADMISSIONS", func(r *record) error {
 		a := &admissionRow{line: r.line}
 		var err error
 		if a.subject, err = r.requireInt(0); err != nil {
@@ -151,7 +165,7 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 	}
 
 	seenStay := map[int64]bool{}
-	err = scanTable(files["ICUSTAYS"], noFilter("ICUSTAYS"), 1, nil, func(_ int, r *record) error {
+	err = scan("ICUSTAYS", func(r *record) error {
 		s := icustayRow{line: r.line}
 		var err error
 		if s.subject, err = r.requireInt(0); err != nil {
@@ -183,7 +197,7 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 		return nil, err
 	}
 
-	err = scanTable(files["TRANSFERS"], noFilter("TRANSFERS"), 1, nil, func(_ int, r *record) error {
+	err = scan("TRANSFERS", func(r *record) error {
 		h, ok, err := r.int(0)
 		if err != nil {
 			return err
@@ -200,7 +214,7 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 	// SQL surgflag: ROW_NUMBER() OVER (PARTITION BY HADM_ID ORDER BY
 	// TRANSFERTIME) = 1. NULL times sort last (Postgres ASC); ties go to the
 	// earlier line (Postgres leaves them arbitrary).
-	err = scanTable(files["SERVICES"], noFilter("SERVICES"), 1, nil, func(_ int, r *record) error {
+	err = scan("SERVICES", func(r *record) error {
 		h, err := r.requireInt(0)
 		if err != nil {
 			return err
@@ -219,7 +233,7 @@ func loadSmallTables(files map[string]*tableFile) (*smallTables, error) {
 		return nil, err
 	}
 
-	err = scanTable(files["DIAGNOSES_ICD"], noFilter("DIAGNOSES_ICD"), 1, nil, func(_ int, r *record) error {
+	err = scan("DIAGNOSES_ICD", func(r *record) error {
 		h, err := r.requireInt(0)
 		if err != nil {
 			return err
