@@ -31,7 +31,7 @@ const chunkSize = 4 << 20
 type InputError struct {
 	Table  string
 	Path   string // the table's file, once located ("" before)
-	Line   int64 // 0 when the problem is not tied to a line
+	Line   int64  // 0 when the problem is not tied to a line
 	Column string
 	Value  string
 	Reason string
