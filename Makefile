@@ -88,7 +88,7 @@ build: toolchain $(SHIM)
 	$(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $(BIN) ./cmd/m2mix
 
 # Fuzz targets (package:target), each run for FUZZTIME executions after the unit tests.
-FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle ./dataset:FuzzRead ./torch:FuzzLoadSafetensors
+FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle ./dataset:FuzzRead ./torch:FuzzLoadSafetensors ./prep/sources:FuzzParse
 
 test: toolchain deps shim
 	$(GO) vet ./...

@@ -182,19 +182,12 @@ func LoadMNIST(data string) (train, test MNIST, err error) {
 }
 
 func loadMNIST(dir, prefix string) (MNIST, error) {
-	n, r, c, pix, err := idx.ReadImages(filepath.Join(dir, prefix+"-images-idx3-ubyte.gz"))
+	_, r, c, pix, labels, err := idx.ReadImagesAndLabels(filepath.Join(dir, prefix+"-images-idx3-ubyte.gz"), filepath.Join(dir, prefix+"-labels-idx1-ubyte.gz"))
 	if err != nil {
 		return MNIST{}, err
 	}
 	if r != ImageSide || c != ImageSide {
 		return MNIST{}, fmt.Errorf("MNIST %s images are %dx%d, want 28x28", prefix, r, c)
-	}
-	labels, err := idx.ReadLabels(filepath.Join(dir, prefix+"-labels-idx1-ubyte.gz"))
-	if err != nil {
-		return MNIST{}, err
-	}
-	if len(labels) != n {
-		return MNIST{}, fmt.Errorf("MNIST %s: %d images but %d labels", prefix, n, len(labels))
 	}
 	return MNIST{Pixels: pix, Labels: labels}, nil
 }

@@ -79,6 +79,10 @@ func ImportNPY(dir string) (train, test *Split, checksums map[string]string, err
 		}(f)
 	}
 	train, err = importSplit(dir, "train")
+	if err == nil && ValidationRows(train.Rows()) == 0 {
+		err = fmt.Errorf("%s: %d rows is too few: the validation split (the last 1/12 of train) would be empty; at least 12 are needed",
+			filepath.Join(dir, "train_labels.npy"), train.Rows())
+	}
 	if err == nil {
 		test, err = importSplit(dir, "test")
 	}
@@ -104,6 +108,9 @@ func importSplit(dir, split string) (*Split, error) {
 		return nil, fmt.Errorf("%s: labels have shape %v, want (N,)", labPath, lab.Shape)
 	}
 	n := lab.Shape[0]
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no rows (labels of shape %v): nothing to import", labPath, lab.Shape)
+	}
 	labels, err := lab.AsInt64()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", labPath, err)
@@ -121,20 +128,29 @@ func importSplit(dir, split string) (*Split, error) {
 		return nil, err
 	}
 	s := &Split{Label: labels, Image: make([]float32, n*ImageSize)}
+	// Values are checked as the file holds them: a float64 beyond float32's
+	// range would otherwise become an Inf that the file does not contain.
+	nonFinite := func(i int, v float64) error {
+		return fmt.Errorf("%s: image %d, pixel %d is %v: not a finite float32 value", imgPath, i/ImageSize, i%ImageSize, v)
+	}
 	switch img.Kind {
 	case npy.Float32:
+		for i, v := range img.Float32 {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, nonFinite(i, f)
+			}
+		}
 		copy(s.Image, img.Float32)
 	case npy.Float64:
 		for i, v := range img.Float64 {
-			s.Image[i] = float32(v)
+			f := float32(v)
+			if math.IsNaN(v) || math.IsInf(float64(f), 0) {
+				return nil, nonFinite(i, v)
+			}
+			s.Image[i] = f
 		}
 	default:
 		return nil, fmt.Errorf("%s: image values are %v, want float32 or float64", imgPath, img.Kind)
-	}
-	for i, v := range s.Image {
-		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%s: image %d, pixel %d is %v: not a finite value", imgPath, i/ImageSize, i%ImageSize, f)
-		}
 	}
 	img = nil
 	aud, err := npy.Read(audPath)

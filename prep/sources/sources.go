@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,6 +73,11 @@ func Parse(b []byte, name string) (*Manifest, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", name, err)
+	}
+	// Decode stops after one value; anything but white space after it
+	// means the file is not the manifest it looks like.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("decode %s: unexpected data after the JSON object at byte %d", name, dec.InputOffset())
 	}
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

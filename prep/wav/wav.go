@@ -1,7 +1,7 @@
 // Package wav reads the PCM WAV files of the audio sources (FSDD speech,
 // ESC-50 noise).
 //
-// The recipe expects 16-bit mono PCM; anything else (stereo, 8/24/32-bit,
+// The recipe expects 16-bit mono PCM with at least one sample; anything else (stereo, 8/24/32-bit,
 // float or compressed formats) is refused with an error naming the file and
 // the problem. The RIFF chunk structure is checked against the file size
 // before github.com/go-audio/wav decodes the samples, so truncated or forged
@@ -136,6 +136,7 @@ func scan(b []byte) (format, int, error) {
 		// Chunks are word aligned: an odd size is followed by a pad byte.
 		off = body + size + size%2
 	}
+	riff := int64(binary.LittleEndian.Uint32(b[4:8]))
 	switch {
 	case !haveFmt:
 		return f, 0, errors.New("corrupt WAV: no fmt chunk")
@@ -151,6 +152,15 @@ func scan(b []byte) (format, int, error) {
 		return f, 0, errors.New("corrupt WAV: sample rate 0")
 	case dataLen%2 != 0:
 		return f, 0, fmt.Errorf("corrupt WAV: data chunk of %d bytes is not whole 16-bit samples", dataLen)
+	case dataLen == 0:
+		return f, 0, errors.New("empty WAV: the data chunk holds no samples")
+	case off < len(b):
+		// Fewer than 8 bytes left: the start of a chunk header, cut short.
+		return f, 0, fmt.Errorf("truncated: %d bytes at byte %d are too few for a chunk header", len(b)-off, off)
+	case riff != int64(len(b)-8):
+		// Bigger: the file was cut (at a chunk boundary); smaller: bytes
+		// that are not part of the RIFF file were appended.
+		return f, 0, fmt.Errorf("truncated or corrupt WAV: the RIFF header declares %d bytes after it, the file has %d", riff, len(b)-8)
 	}
 	return f, dataLen, nil
 }

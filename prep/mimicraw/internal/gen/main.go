@@ -117,17 +117,23 @@ func readStays(path string) ([]stay, error) {
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gen: %s: %w", path, err)
 	}
-	recs, err := csv.NewReader(zr).ReadAll()
+	recs, err := csv.NewReader(zr).ReadAll() // errors on a cut stream and on rows of the wrong width
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gen: %s: %w", path, err)
+	}
+	if len(recs) < 2 {
+		return nil, fmt.Errorf("gen: %s: no rows", path)
+	}
+	if len(recs[0]) < 10 {
+		return nil, fmt.Errorf("gen: %s: %d columns, want the ICUSTAYS layout (INTIME is column 10)", path, len(recs[0]))
 	}
 	var out []stay
-	for _, r := range recs[1:] { // ROW_ID,SUBJECT_ID,HADM_ID,ICUSTAY_ID,...,INTIME(9)
+	for i, r := range recs[1:] { // ROW_ID,SUBJECT_ID,HADM_ID,ICUSTAY_ID,...,INTIME(9)
 		t, err := time.Parse("2006-01-02 15:04:05", r[9])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("gen: %s line %d: INTIME: %w", path, i+2, err)
 		}
 		out = append(out, stay{r[1], r[2], r[3], t})
 	}
