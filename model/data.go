@@ -35,24 +35,16 @@ type Batch struct {
 	PerModel bool
 }
 
-// LoadSplit reads an Arrow dataset file onto device. limit > 0 keeps the
-// first limit rows. It returns the split and the file's sha256.
-func LoadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int) (*Split, string, error) {
-	sp, sum, _, err := loadSplit(s, path, ds, device, limit, nil)
-	return sp, sum, err
-}
-
-// loadSplit is LoadSplit that also returns the file's metadata; check, if
-// set, sees the file's sha256 before it is parsed.
+// loadSplit reads an Arrow dataset file onto device; limit > 0 keeps the
+// first limit rows. check sees the file's sha256 before it is parsed. It
+// returns the split, the sha256 and the file's metadata.
 func loadSplit(s *torch.Scope, path string, ds *DatasetSpec, device torch.Device, limit int, check func(sum string) error) (*Split, string, map[string]string, error) {
 	sum, err := artifact.SHA256File(path)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("dataset %s: %w (prepare it first: m2mix prep %s)", path, err, ds.Name)
 	}
-	if check != nil {
-		if err := check(sum); err != nil {
-			return nil, "", nil, err
-		}
+	if err := check(sum); err != nil {
+		return nil, "", nil, err
 	}
 	t, err := dataset.Read(path)
 	if err != nil {
