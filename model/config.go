@@ -25,23 +25,30 @@ type Config struct {
 	Modality    string `json:"modality"` // unimodal and probe: "image" or "audio"
 	ProbeOf     string `json:"probe_of"` // probe: the configuration whose encoder is probed
 
-	Hidden           int64   `json:"hidden"`
-	TokenDim         int64   `json:"token_dim"`
-	ChannelDim       int64   `json:"channel_dim"`
-	EncoderBlocks    int     `json:"encoder_blocks"`
-	FusionBlocks     int     `json:"fusion_blocks"`
-	FusionTokenDim   int64   `json:"fusion_token_dim"`
-	FusionChannelDim int64   `json:"fusion_channel_dim"`
-	Dropout          float64 `json:"dropout"`
+	// Network is what the model is made of: an encoder per modality, a
+	// fusion and heads, each a part named by type with its sizes (parts.go).
+	Network NetworkSpec `json:"network"`
 
 	Heads []string `json:"heads"` // the first is the head that is reported
 	Loss  struct {
 		WFusion float64 `json:"w_fusion"` // weight of the fusion head; the others share 1-w_f
 		Scale   float64 `json:"scale"`    // the whole loss is multiplied by this
 		LCEta   float64 `json:"lc_eta"`   // w_f grows by this after each validation epoch (0: fixed)
+		// Aux are terms added to the heads' loss (a baseline's regulariser).
+		Aux []AuxLoss `json:"aux,omitempty"`
 	} `json:"loss"`
 
-	LR      float64 `json:"lr"`
+	LR float64 `json:"lr"`
+	// Optimizer is the update rule; nil: Adam with PyTorch's defaults (the mixers).
+	Optimizer *OptimizerSpec `json:"optimizer,omitempty"`
+	// ClipGradNorm, when positive, scales each model's gradients (of its
+	// network, not of auxiliary modules) to at most this 2-norm before a step.
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	// Selection is what picks the best epoch (the weights tested and probed):
+	// "val_loss" (the default: the lowest weighted validation loss) or
+	// "val_accuracy" (the highest validation accuracy of the reported head,
+	// strictly improving, as MultiBench selects).
+	Selection string `json:"selection,omitempty"`
 	Plateau *struct {
 		Patience  int     `json:"patience"`
 		Factor    float64 `json:"factor"`
@@ -50,7 +57,7 @@ type Config struct {
 
 	BatchSize     int  `json:"batch_size"`
 	MaxEpochs     int  `json:"max_epochs"`
-	EarlyStopping int  `json:"early_stopping"` // epochs without a lower validation loss before stopping
+	EarlyStopping int  `json:"early_stopping"` // epochs without a lower validation loss before stopping; 0: never (a fixed epoch count)
 	Shuffle       bool `json:"shuffle"`        // a new order of the training rows each epoch, seeded by (seed, epoch)
 }
 
@@ -98,18 +105,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("modality %q: %s has %v", c.Modality, c.Dataset, ds.Heads()[1:])
 	case c.Kind == "probe" && c.ProbeOf == "":
 		return fmt.Errorf("a probe needs probe_of")
-	case c.Hidden <= 0 || c.TokenDim <= 0 || c.ChannelDim <= 0 || c.EncoderBlocks <= 0:
-		return fmt.Errorf("hidden, token_dim, channel_dim and encoder_blocks must be positive")
-	case c.Kind == "multimodal" && (c.FusionBlocks <= 0 || c.FusionTokenDim <= 0 || c.FusionChannelDim <= 0):
-		return fmt.Errorf("fusion_blocks, fusion_token_dim and fusion_channel_dim must be positive")
-	case c.Dropout < 0 || c.Dropout >= 1:
-		return fmt.Errorf("dropout %v out of [0,1)", c.Dropout)
 	case len(c.Heads) == 0:
 		return fmt.Errorf("no heads")
-	case c.LR <= 0 || c.BatchSize <= 0 || c.MaxEpochs <= 0 || c.EarlyStopping <= 0:
-		return fmt.Errorf("lr, batch_size, max_epochs and early_stopping must be positive")
+	case c.LR <= 0 || c.BatchSize <= 0 || c.MaxEpochs <= 0 || c.EarlyStopping < 0:
+		return fmt.Errorf("lr, batch_size and max_epochs must be positive, early_stopping at least 0")
 	case c.Loss.Scale <= 0:
 		return fmt.Errorf("loss.scale must be positive")
+	case c.ClipGradNorm < 0:
+		return fmt.Errorf("clip_grad_norm %v: want 0 (off) or more", c.ClipGradNorm)
+	case c.Selection != "" && c.Selection != "val_loss" && c.Selection != "val_accuracy":
+		return fmt.Errorf("selection %q: want val_loss or val_accuracy", c.Selection)
 	}
 	want := ds.Heads()
 	for _, h := range c.Heads {
@@ -120,7 +125,15 @@ func (c *Config) validate() error {
 			return fmt.Errorf("head %q: a %s model of %s has only that head", h, c.Kind, c.Modality)
 		}
 	}
-	return nil
+	if err := c.Optimizer.validate(); err != nil {
+		return err
+	}
+	for _, a := range c.Loss.Aux {
+		if err := a.validate(); err != nil {
+			return err
+		}
+	}
+	return c.Network.validate(c, ds)
 }
 
 // encoderPrefix names the parameters of the encoder a probe freezes: every
@@ -166,4 +179,27 @@ func ConfigNames() ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// OptimizerSpec is a configuration's update rule: "adam", "sgd" or
+// "rmsprop", each with PyTorch's defaults for what is not given (no
+// momentum; RMSprop's alpha 0.99 and eps 1e-8; Adam's betas 0.9, 0.999 and
+// eps 1e-8), and L2 weight decay added to the gradient as PyTorch's
+// optimisers (not AdamW) add it. MultiBench's AdamW runs with weight decay
+// 0, which makes it Adam.
+type OptimizerSpec struct {
+	Rule        string  `json:"rule"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+}
+
+func (o *OptimizerSpec) validate() error {
+	switch {
+	case o == nil:
+		return nil
+	case o.Rule != "adam" && o.Rule != "sgd" && o.Rule != "rmsprop":
+		return fmt.Errorf("optimizer: rule %q, want adam, sgd or rmsprop", o.Rule)
+	case o.WeightDecay < 0:
+		return fmt.Errorf("optimizer: weight_decay %v is negative", o.WeightDecay)
+	}
+	return nil
 }

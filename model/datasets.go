@@ -22,10 +22,8 @@ type ModalitySpec struct {
 	Shape  []int64 // one row's shape, as the encoder reads it
 	Bytes  bool    // stored as uint8 (0..255, fed to the network unnormalised), else float32
 
-	Encoder string // "patch-mixer" (patch embedding + Mixer), "sequence-mixer" (per-step Linear + Mixer) or "mlp" (3 Linear layers, one token)
-	Patch   int64  // patch-mixer: patch side
-	Prefix  string // parameter names' prefix, as the reference names the module
-	Head    string // the head's parameter name (reference's)
+	Prefix string // its encoder's parameter names' prefix
+	Head   string // its head's parameter name
 }
 
 // RowSize is the number of values of one row.
@@ -37,27 +35,15 @@ func (m ModalitySpec) RowSize() int64 {
 	return n
 }
 
-// Tokens is how many tokens the modality's encoder gives the fusion.
-func (m ModalitySpec) Tokens() int64 {
-	switch m.Encoder {
-	case "patch-mixer":
-		return (m.Shape[1] / m.Patch) * (m.Shape[2] / m.Patch)
-	case "sequence-mixer":
-		return m.Shape[0]
-	default:
-		return 1
-	}
-}
-
 // datasets is the table of known datasets.
 var datasets = []DatasetSpec{
 	{Name: "avmnist", Classes: 10, Modalities: []ModalitySpec{
-		{Name: "image", Column: "image", Shape: []int64{1, 28, 28}, Encoder: "patch-mixer", Patch: 14, Prefix: "img", Head: "hi"},
-		{Name: "audio", Column: "audio", Shape: []int64{1, 112, 112}, Bytes: true, Encoder: "patch-mixer", Patch: 56, Prefix: "aud", Head: "ha"},
+		{Name: "image", Column: "image", Shape: []int64{1, 28, 28}, Prefix: "img", Head: "hi"},
+		{Name: "audio", Column: "audio", Shape: []int64{1, 112, 112}, Bytes: true, Prefix: "aud", Head: "ha"},
 	}},
 	{Name: "mimic", Classes: 6, Modalities: []ModalitySpec{
-		{Name: "static", Column: "static", Shape: []int64{5}, Encoder: "mlp", Prefix: "static", Head: "hs"},
-		{Name: "time", Column: "timeseries", Shape: []int64{24, 12}, Encoder: "sequence-mixer", Prefix: "time", Head: "ht"},
+		{Name: "static", Column: "static", Shape: []int64{5}, Prefix: "static", Head: "hs"},
+		{Name: "time", Column: "timeseries", Shape: []int64{24, 12}, Prefix: "time", Head: "ht"},
 	}},
 }
 

@@ -164,44 +164,12 @@ func (m Mixer) Forward(s *torch.Scope, x *torch.Tensor, mode Mode) *torch.Tensor
 	return m.LN.Forward(s, x)
 }
 
-// An encoder maps one modality's batch to tokens (K, batch, tokens, hidden).
-// perModel: x carries the model axis first (each model its own rows); else
-// every model reads the same x.
-type encoder interface {
-	Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor
-}
-
-// newEncoder builds a modality's encoder from its table entry and the
-// configuration's sizes.
-func newEncoder(p *Params, m ModalitySpec, c *Config) encoder {
-	switch m.Encoder {
-	case "patch-mixer":
-		return newPatchEncoder(p, m, c)
-	case "sequence-mixer":
-		return SequenceEncoder{
-			Embed: newLinear(p, m.Prefix+".emb", m.Shape[1], c.Hidden),
-			Mixer: newMixer(p, m.Prefix+".blocks", m.Prefix+".ln", c.EncoderBlocks, m.Tokens(), c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout),
-		}
-	default:
-		return newStaticMLP(p, m.Prefix, m.Shape[0], c.Hidden, c.Dropout)
-	}
-}
-
 // PatchEncoder embeds non-overlapping patches with a strided convolution,
 // takes them as tokens in row-major patch order, and mixes them.
 type PatchEncoder struct {
 	Embed                         struct{ W, B *torch.Tensor }
 	Patch, Hidden, Tokens, models int64
 	Mixer                         Mixer
-}
-
-func newPatchEncoder(p *Params, m ModalitySpec, c *Config) PatchEncoder {
-	e := PatchEncoder{Patch: m.Patch, Hidden: c.Hidden, Tokens: m.Tokens(), models: int64(len(p.seeds))}
-	b := kaimingBound(m.Patch * m.Patch * m.Shape[0])
-	e.Embed.W = p.uniform(m.Prefix+".emb.weight", b, c.Hidden, m.Shape[0], m.Patch, m.Patch)
-	e.Embed.B = p.uniform(m.Prefix+".emb.bias", b, c.Hidden)
-	e.Mixer = newMixer(p, m.Prefix+".blocks", m.Prefix+".ln", c.EncoderBlocks, e.Tokens, c.Hidden, c.TokenDim, c.ChannelDim, c.Dropout)
-	return e
 }
 
 // Forward maps images (batch, C, H, W), or (K, batch, C, H, W) per model,
@@ -250,13 +218,6 @@ func linearOn(s *torch.Scope, l Linear, x *torch.Tensor, perModel bool) *torch.T
 type StaticMLP struct {
 	L1, L2, L3 Linear
 	Dropout    float64
-}
-
-func newStaticMLP(p *Params, name string, in, hidden int64, dropout float64) StaticMLP {
-	return StaticMLP{
-		L1: newLinear(p, name+".0", in, hidden), L2: newLinear(p, name+".3", hidden, hidden),
-		L3: newLinear(p, name+".6", hidden, hidden), Dropout: dropout,
-	}
 }
 
 // Forward maps (batch, features) to one token per row, (K, batch, 1, hidden).

@@ -20,10 +20,11 @@ type Params struct {
 	Names   []string
 	Tensors []*torch.Tensor
 	frozen  map[string]bool
+	buffers map[string]bool // saved with the weights, never trained (BatchNorm's running statistics, ...)
 }
 
 func newParams(device torch.Device, seeds []uint64) *Params {
-	return &Params{scope: torch.NewScope(), device: device, seeds: seeds, frozen: map[string]bool{}}
+	return &Params{scope: torch.NewScope(), device: device, seeds: seeds, frozen: map[string]bool{}, buffers: map[string]bool{}}
 }
 
 // modelShape prefixes shape with the model axis.
@@ -39,6 +40,23 @@ func (p *Params) Close() { p.scope.Close() }
 // initial value does not depend on which others exist or their order, nor
 // on whether its model is trained alone or stacked with others.
 func (p *Params) uniform(name string, bound float64, shape ...int64) *torch.Tensor {
+	return p.add(name, p.draw(name, shape, func(r *rand.Rand) float64 { return (r.Float64()*2 - 1) * bound }), true)
+}
+
+// normal creates a parameter filled from N(0, std^2), from the same
+// per-seed, per-name streams as uniform.
+func (p *Params) normal(name string, std float64, shape ...int64) *torch.Tensor {
+	return p.add(name, p.draw(name, shape, func(r *rand.Rand) float64 { return r.NormFloat64() * std }), true)
+}
+
+// normalBuffer is normal for a tensor that is saved but never trained.
+func (p *Params) normalBuffer(name string, std float64, shape ...int64) *torch.Tensor {
+	return p.add(name, p.draw(name, shape, func(r *rand.Rand) float64 { return r.NormFloat64() * std }), false)
+}
+
+// draw fills a (K, shape...) tensor, model k's values from its own stream
+// keyed by (seeds[k], name).
+func (p *Params) draw(name string, shape []int64, next func(*rand.Rand) float64) *torch.Tensor {
 	n := int64(1)
 	for _, d := range shape {
 		n *= d
@@ -49,22 +67,29 @@ func (p *Params) uniform(name string, bound float64, shape ...int64) *torch.Tens
 	for _, seed := range p.seeds {
 		r := rand.New(rand.NewPCG(seed, h.Sum64()))
 		for i := int64(0); i < n; i++ {
-			v = append(v, float32((r.Float64()*2-1)*bound))
+			v = append(v, float32(next(r)))
 		}
 	}
-	return p.add(name, p.scope.From(v, p.modelShape(shape)...))
+	return p.scope.From(v, p.modelShape(shape)...)
 }
 
 // constant creates a parameter filled with c (LayerNorm's 1s and 0s).
 func (p *Params) constant(name string, c float64, shape ...int64) *torch.Tensor {
-	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, p.modelShape(shape)...))
+	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, p.modelShape(shape)...), true)
 }
 
-func (p *Params) add(name string, t *torch.Tensor) *torch.Tensor {
+// constantBuffer is constant for a tensor that is saved but never trained.
+func (p *Params) constantBuffer(name string, c float64, shape ...int64) *torch.Tensor {
+	return p.add(name, p.scope.Full(c, torch.Float32, torch.CPU, p.modelShape(shape)...), false)
+}
+
+func (p *Params) add(name string, t *torch.Tensor, trainable bool) *torch.Tensor {
 	if p.device != torch.CPU {
 		t = p.scope.To(t, p.device)
 	}
-	if err := t.SetRequiresGrad(true); err != nil && p.scope.Err() == nil {
+	if !trainable {
+		p.buffers[name] = true
+	} else if err := t.SetRequiresGrad(true); err != nil && p.scope.Err() == nil {
 		panic(fmt.Sprintf("parameter %s: %v", name, err))
 	}
 	p.Names = append(p.Names, name)
@@ -78,7 +103,7 @@ func (p *Params) Err() error { return p.scope.Err() }
 // Freeze stops gradients for every parameter whose name has the prefix.
 func (p *Params) Freeze(prefix string) error {
 	for i, n := range p.Names {
-		if len(n) >= len(prefix) && n[:len(prefix)] == prefix {
+		if len(n) >= len(prefix) && n[:len(prefix)] == prefix && !p.buffers[n] {
 			if err := p.Tensors[i].SetRequiresGrad(false); err != nil {
 				return err
 			}
@@ -92,7 +117,7 @@ func (p *Params) Freeze(prefix string) error {
 func (p *Params) Trainable() []*torch.Tensor {
 	var out []*torch.Tensor
 	for i, n := range p.Names {
-		if !p.frozen[n] {
+		if !p.frozen[n] && !p.buffers[n] {
 			out = append(out, p.Tensors[i])
 		}
 	}
@@ -103,14 +128,15 @@ func (p *Params) Trainable() []*torch.Tensor {
 func (p *Params) TrainableNames() []string {
 	var out []string
 	for _, n := range p.Names {
-		if !p.frozen[n] {
+		if !p.frozen[n] && !p.buffers[n] {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// Count is the number of trainable scalars of one model.
+// Count is the number of trainable scalars of one model (buffers and
+// frozen parameters are not counted).
 func (p *Params) Count() (int64, error) {
 	var n int64
 	for _, t := range p.Trainable() {
