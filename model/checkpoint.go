@@ -53,7 +53,7 @@ func modelSlices(s *torch.Scope, net *Network, i int) map[string]*torch.Tensor {
 
 // saveModel writes model i's parameters to path and, with opt, its Adam
 // state and loop state st (last.safetensors).
-func saveModel(path string, net *Network, i int, opt *torch.FlatAdam, st *loopState) error {
+func saveModel(path string, net *Network, i int, opt *torch.FlatOptimizer, st *loopState) error {
 	s := torch.NewScope()
 	defer s.Close()
 	ts := modelSlices(s, net, i)
@@ -127,7 +127,7 @@ func loadModel(s *torch.Scope, path string, net *Network, i int, prefix string) 
 
 // loadResume restores model i's weights, Adam state and loop state from its
 // last.safetensors.
-func loadResume(path string, net *Network, i int, opt *torch.FlatAdam) (*loopState, error) {
+func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*loopState, error) {
 	s := torch.NewScope()
 	defer s.Close()
 	ts, meta, err := loadModel(s, path, net, i, "")

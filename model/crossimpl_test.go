@@ -199,7 +199,7 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 	// the configuration's weighted loss, as the trainer takes it but with
 	// dropout off: the two implementations would draw different dropout
 	// masks, and masks are not what this test compares.
-	opt, err := torch.NewFlatAdam(net.Params.Trainable(), 1, cfg.LR)
+	opt, err := torch.NewFlatOptimizer(net.Params.Trainable(), 1, torch.OptimizerSpec{Rule: torch.RuleAdam, LR: cfg.LR})
 	if err == nil {
 		err = opt.Sync()
 	}

@@ -310,7 +310,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 //
 // record.json is written before last.safetensors at each epoch, so the
 // record's history always reaches the checkpoint's epoch.
-func (m *member) resume(net *Network, i int, opt *torch.FlatAdam, log io.Writer) error {
+func (m *member) resume(net *Network, i int, opt *torch.FlatOptimizer, log io.Writer) error {
 	last := filepath.Join(m.dir, lastFile)
 	if _, err := os.Stat(last); err != nil {
 		return nil
@@ -341,7 +341,7 @@ func (m *member) resume(net *Network, i int, opt *torch.FlatAdam, log io.Writer)
 // record, early stopping and the best checkpoint, the plateau scheduler,
 // the LC schedule, then record.json and last.safetensors, in that order.
 // A non-finite loss stops the model instead, saying so in its state.
-func (m *member) endEpoch(cfg *Config, net *Network, i int, opt *torch.FlatAdam, epoch, maxEpochs int, trainLoss float64, ev *evaluation, seconds float64, log io.Writer) error {
+func (m *member) endEpoch(cfg *Config, net *Network, i int, opt *torch.FlatOptimizer, epoch, maxEpochs int, trainLoss float64, ev *evaluation, seconds float64, log io.Writer) error {
 	st := m.st
 	valLoss := ev.weightedLoss(cfg.HeadWeights(st.WFusion))
 	recPath, lastPath := filepath.Join(m.dir, runrecord.FileName), filepath.Join(m.dir, lastFile)

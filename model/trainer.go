@@ -19,7 +19,7 @@ import (
 // graphs take the same step as plain calls.
 type trainer struct {
 	net     *Network
-	opt     *torch.FlatAdam
+	opt     *torch.FlatOptimizer
 	drop    *torch.KeyedDropout
 	k       int
 	batch   int64
@@ -48,7 +48,7 @@ func newTrainer(net *Network, cfg *Config, train *Split, o Options) (*trainer, e
 		t.log = io.Discard
 	}
 	var err error
-	if t.opt, err = torch.NewFlatAdam(net.Params.Trainable(), t.k, cfg.LR); err != nil {
+	if t.opt, err = torch.NewFlatOptimizer(net.Params.Trainable(), t.k, torch.OptimizerSpec{Rule: torch.RuleAdam, LR: cfg.LR}); err != nil {
 		t.own.Close()
 		return nil, err
 	}

@@ -84,6 +84,27 @@ func gradCases() []gradCase {
 		{"exp log sqrt tanh", [][]int64{{4}}, func(s *Scope, x []*Tensor) *Tensor {
 			return s.Add(s.Add(s.Exp(x[0]), s.Log(x[0])), s.Add(s.Sqrt(x[0]), s.Tanh(x[0])))
 		}, true},
+		{"conv2d groups", [][]int64{{1, 4, 4, 4}, {4, 2, 3, 3}}, func(s *Scope, x []*Tensor) *Tensor {
+			return s.Conv2dGroups(x[0], x[1], nil, 1, 1, 2)
+		}, false},
+		{"batch_norm train", [][]int64{{3, 2, 2, 2}, {2}, {2}}, func(s *Scope, x []*Tensor) *Tensor {
+			rm, rv := like(s, s.Full(0, Float64, CPU, 2), x[0]), like(s, s.Full(1, Float64, CPU, 2), x[0])
+			return s.BatchNorm2d(x[0], x[1], x[2], rm, rv, true, 0.1, 1e-5)
+		}, false},
+		{"max_pool2d", [][]int64{{1, 2, 5, 5}}, func(s *Scope, x []*Tensor) *Tensor { return s.MaxPool2d(x[0], 2, 2) }, false},
+		{"sigmoid clamp_min", [][]int64{{8}}, func(s *Scope, x []*Tensor) *Tensor {
+			return s.ClampMin(s.Sigmoid(s.MulScalar(x[0], 3)), 0.4)
+		}, false},
+		{"cosine_similarity", [][]int64{{3, 4}, {3, 4}}, func(s *Scope, x []*Tensor) *Tensor {
+			return s.CosineSimilarity(x[0], x[1], 1, 1e-8)
+		}, false},
+		{"eigh", [][]int64{{3, 3}}, func(s *Scope, x []*Tensor) *Tensor {
+			// symmetric with separated eigenvalues; eigenvector projectors are sign-free
+			a := s.Add(s.Add(x[0], s.Transpose(x[0], 0, 1)), like(s, s.From([]float64{0, 0, 0, 0, 4, 0, 0, 0, 8}, 3, 3), x[0]))
+			vals, vecs := s.Eigh(a)
+			return s.Add(s.MatMul(s.Mul(vecs, s.Reshape(vals, 1, 3)), s.Transpose(vecs, 0, 1)),
+				s.Mul(s.Reshape(vals, 3, 1), s.Mul(vecs, vecs)))
+		}, false},
 		{"dropout (fixed seed)", [][]int64{{20}}, func(s *Scope, x []*Tensor) *Tensor {
 			if err := ManualSeed(7); err != nil {
 				panic(err)

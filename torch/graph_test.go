@@ -128,8 +128,8 @@ func TestKeyedDropoutCUDA(t *testing.T) {
 	}
 }
 
-// TestFlatAdamCUDA: the vectorized step on the GPU against the exact CPU step.
-func TestFlatAdamCUDA(t *testing.T) {
+// TestFlatOptimizerAdamCUDA: the vectorized step on the GPU against the exact CPU step.
+func TestFlatOptimizerAdamCUDA(t *testing.T) {
 	dev := cudaTestDevice(t)
 	s := newTestScope(t)
 	run := func(d Device) []float32 {
@@ -142,7 +142,7 @@ func TestFlatAdamCUDA(t *testing.T) {
 			p = s.To(p, d)
 		}
 		p.SetRequiresGrad(true)
-		opt, err := NewFlatAdam([]*Tensor{p}, 2, 0.01)
+		opt, err := NewFlatOptimizer([]*Tensor{p}, 2, OptimizerSpec{Rule: RuleAdam, LR: 0.01})
 		if err != nil {
 			t.Fatal(err)
 		}

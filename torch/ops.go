@@ -94,6 +94,15 @@ func (s *Scope) Log(a *Tensor) *Tensor  { return s.unary("log", C.M2T_LOG, a) }
 func (s *Scope) Sqrt(a *Tensor) *Tensor { return s.unary("sqrt", C.M2T_SQRT, a) }
 func (s *Scope) Tanh(a *Tensor) *Tensor { return s.unary("tanh", C.M2T_TANH, a) }
 
+// Sigmoid is the logistic function 1 / (1 + exp(-x)).
+func (s *Scope) Sigmoid(a *Tensor) *Tensor { return s.unary("sigmoid", C.M2T_SIGMOID, a) }
+
+// ClampMin is max(x, v) element-wise (torch.clamp_min: the gradient passes
+// where x >= v).
+func (s *Scope) ClampMin(a *Tensor, v float64) *Tensor {
+	return s.scalar("clamp_min", C.M2T_CLAMP_MIN, a, v)
+}
+
 // Contiguous returns a tensor with a row-major layout (a copy only if needed).
 func (s *Scope) Contiguous(a *Tensor) *Tensor { return s.unary("contiguous", C.M2T_CONTIGUOUS, a) }
 
@@ -122,9 +131,74 @@ func (s *Scope) Linear(x, w, b *Tensor) *Tensor {
 
 // Conv2d convolves x (N,C,H,W) with w (O,C,k,k); b may be nil.
 func (s *Scope) Conv2d(x, w, b *Tensor, stride, padding int64) *Tensor {
-	return s.call("conv2d", func(out *C.m2t_tensor) C.m2t_err {
-		return C.m2t_conv2d(x.h, w.h, optHandle(b), C.int64_t(stride), C.int64_t(padding), out)
+	return s.Conv2dGroups(x, w, b, stride, padding, 1)
+}
+
+// Conv2dGroups is torch.nn.functional.conv2d with groups: x (N, G*C, H, W)
+// and w (G*O, C, kH, kW), group g's O output channels computed from its own
+// C input channels only. K stacked models laid out as channels (N, K*C, H, W)
+// run as one convolution this way. b (G*O) may be nil; stride and padding
+// apply to both spatial dimensions.
+func (s *Scope) Conv2dGroups(x, w, b *Tensor, stride, padding, groups int64) *Tensor {
+	name := "conv2d"
+	if groups != 1 {
+		name = fmt.Sprintf("conv2d (%d groups)", groups)
+	}
+	return s.call(name, func(out *C.m2t_tensor) C.m2t_err {
+		return C.m2t_conv2d(x.h, w.h, optHandle(b), C.int64_t(stride), C.int64_t(padding), C.int64_t(groups), out)
 	}, x, w)
+}
+
+// BatchNorm2d is at::batch_norm over x (N, C, H, W) (any input with
+// channels on dimension 1 works). weight, bias (C) may be nil (no affine);
+// runningMean and runningVar (C) must be given. With train, the batch's
+// statistics normalise (biased variance) and the running statistics are
+// updated in place, running = (1 - momentum) * running + momentum * batch
+// with the batch variance unbiased, as PyTorch does; the update writes
+// through to the storage they view, so views of a (K, C) stacked buffer
+// update that buffer. Without train, the running statistics normalise.
+func (s *Scope) BatchNorm2d(x, weight, bias, runningMean, runningVar *Tensor, train bool, momentum, eps float64) *Tensor {
+	return s.call("batch_norm", func(out *C.m2t_tensor) C.m2t_err {
+		return C.m2t_batch_norm(x.h, optHandle(weight), optHandle(bias), runningMean.h, runningVar.h, cBool(train),
+			C.double(momentum), C.double(eps), out)
+	}, x, runningMean, runningVar)
+}
+
+// MaxPool2d takes the maximum over kernel x kernel windows moved by stride
+// over x (N, C, H, W), without padding, rounding the output size down.
+func (s *Scope) MaxPool2d(x *Tensor, kernel, stride int64) *Tensor {
+	return s.call("max_pool2d", func(out *C.m2t_tensor) C.m2t_err {
+		return C.m2t_max_pool2d(x.h, C.int64_t(kernel), C.int64_t(stride), out)
+	}, x)
+}
+
+// CosineSimilarity is torch.nn.functional.cosine_similarity of a and b
+// (broadcast) along dim: their dot product over the product of their norms,
+// each norm kept at least eps.
+func (s *Scope) CosineSimilarity(a, b *Tensor, dim int64, eps float64) *Tensor {
+	return s.call("cosine_similarity", func(out *C.m2t_tensor) C.m2t_err {
+		return C.m2t_cosine_similarity(a.h, b.h, C.int64_t(dim), C.double(eps), out)
+	}, a, b)
+}
+
+// Eigh is torch.linalg.eigh of symmetric matrices x (..., n, n), read from
+// their lower triangles: eigenvalues (..., n) in ascending order and the
+// matching eigenvectors as the columns of (..., n, n). Autograd flows
+// through both (it is ill-conditioned where eigenvalues nearly coincide).
+func (s *Scope) Eigh(x *Tensor) (eigenvalues, eigenvectors *Tensor) {
+	eigenvalues = s.call("eigh", func(out *C.m2t_tensor) C.m2t_err {
+		var vecs C.m2t_tensor
+		e := C.m2t_eigh(x.h, out, &vecs)
+		if e == nil {
+			eigenvectors = &Tensor{h: vecs, scope: s}
+			s.tensors = append(s.tensors, eigenvectors)
+		}
+		return e
+	}, x)
+	if eigenvectors == nil {
+		eigenvectors = &Tensor{scope: s}
+	}
+	return eigenvalues, eigenvectors
 }
 
 // LayerNorm normalises over the last dims dimensions; w and b may be nil.

@@ -10,6 +10,7 @@
 #include <torch/version.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -244,6 +245,7 @@ m2t_err m2t_unary(int op, m2t_tensor a, m2t_tensor *out) {
     case M2T_CLONE: r = x.clone(); break;
     case M2T_DETACH: r = x.detach(); break;
     case M2T_TANH: r = torch::tanh(x); break;
+    case M2T_SIGMOID: r = torch::sigmoid(x); break;
     default: throw std::invalid_argument("unknown unary op " + std::to_string(op));
   }
   *out = wrap(r);
@@ -281,6 +283,7 @@ m2t_err m2t_scalar(int op, m2t_tensor a, double s, m2t_tensor *out) {
     case M2T_POW: r = torch::pow(x, s); break;
     case M2T_RSUB: r = s - x; break;
     case M2T_EQ: r = torch::eq(x, s); break;
+    case M2T_CLAMP_MIN: r = torch::clamp_min(x, s); break;
     default: throw std::invalid_argument("unknown scalar op " + std::to_string(op));
   }
   *out = wrap(r);
@@ -315,9 +318,78 @@ m2t_err m2t_linear(m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out) {
   TRY *out = wrap(torch::nn::functional::linear(get(x), get(w, "weight"), opt(b))); CATCH
 }
 
-m2t_err m2t_conv2d(m2t_tensor x, m2t_tensor w, m2t_tensor b, int64_t stride, int64_t padding, m2t_tensor *out) {
+// m2t_conv2d is torch.nn.functional.conv2d with square stride and padding;
+// groups > 1 convolves each group of input channels with its own filters
+// (how K stacked models laid out as channels run as one convolution).
+m2t_err m2t_conv2d(m2t_tensor x, m2t_tensor w, m2t_tensor b, int64_t stride, int64_t padding, int64_t groups, m2t_tensor *out) {
   TRY
-  *out = wrap(torch::conv2d(get(x), get(w, "weight"), opt(b), {stride, stride}, {padding, padding}));
+  auto &t = get(x);
+  auto &wt = get(w, "weight");
+  if (stride < 1 || padding < 0 || groups < 1)
+    throw std::invalid_argument("conv2d: stride " + std::to_string(stride) + ", padding " + std::to_string(padding) +
+                                ", groups " + std::to_string(groups) + " (want stride >= 1, padding >= 0, groups >= 1)");
+  if (t.dim() != 4 || wt.dim() != 4)
+    throw std::invalid_argument("conv2d: input " + c10::str(t.sizes()) + " and weight " + c10::str(wt.sizes()) +
+                                " must both be 4-D (N, C, H, W) and (O, C/groups, kH, kW)");
+  *out = wrap(torch::conv2d(t, wt, opt(b), {stride, stride}, {padding, padding}, {1, 1}, groups));
+  CATCH
+}
+
+// m2t_batch_norm is at::batch_norm over x (N, C, ...): with train, batch
+// statistics normalise, and the running statistics are updated in place
+// (running = (1 - momentum) * running + momentum * batch, the variance
+// unbiased), writing through to whatever storage they view; without,
+// the running statistics normalise. w and b (C) may be nil.
+m2t_err m2t_batch_norm(m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor running_mean, m2t_tensor running_var, int train,
+                       double momentum, double eps, m2t_tensor *out) {
+  TRY
+  auto &t = get(x);
+  auto &rm = get(running_mean, "running mean");
+  auto &rv = get(running_var, "running variance");
+  if (t.dim() < 2) throw std::invalid_argument("batch_norm: input " + c10::str(t.sizes()) + " has no channel dimension");
+  const int64_t c = t.size(1);
+  auto check_1d = [&](const torch::Tensor &v, const char *what) {
+    if (v.defined() && (v.dim() != 1 || v.size(0) != c))
+      throw std::invalid_argument(std::string("batch_norm: ") + what + " of shape " + c10::str(v.sizes()) + " for an input with " +
+                                  std::to_string(c) + " channels " + c10::str(t.sizes()));
+  };
+  check_1d(opt(w), "weight");
+  check_1d(opt(b), "bias");
+  check_1d(rm, "running mean");
+  check_1d(rv, "running variance");
+  if (rm.requires_grad() || rv.requires_grad()) throw std::invalid_argument("batch_norm: running statistics must not require grad");
+  if (train && t.numel() / c <= 1)
+    throw std::invalid_argument("batch_norm: training needs more than one value per channel, input " + c10::str(t.sizes()));
+  if (momentum < 0 || momentum > 1 || eps < 0) throw std::invalid_argument("batch_norm: momentum must be in [0, 1] and eps >= 0");
+  *out = wrap(torch::batch_norm(t, opt(w), opt(b), rm, rv, train != 0, momentum, eps, at::globalContext().userEnabledCuDNN()));
+  CATCH
+}
+
+// m2t_max_pool2d is max pooling with a square window, no padding, floor mode.
+m2t_err m2t_max_pool2d(m2t_tensor x, int64_t kernel, int64_t stride, m2t_tensor *out) {
+  TRY
+  auto &t = get(x);
+  if (kernel < 1 || stride < 1) throw std::invalid_argument("max_pool2d: kernel and stride must be >= 1");
+  if (t.dim() != 3 && t.dim() != 4) throw std::invalid_argument("max_pool2d: input " + c10::str(t.sizes()) + " is not (N, C, H, W) or (C, H, W)");
+  *out = wrap(torch::max_pool2d(t, {kernel, kernel}, {stride, stride}, {0, 0}, {1, 1}, false));
+  CATCH
+}
+
+// m2t_cosine_similarity is torch.nn.functional.cosine_similarity.
+m2t_err m2t_cosine_similarity(m2t_tensor a, m2t_tensor b, int64_t dim, double eps, m2t_tensor *out) {
+  TRY *out = wrap(torch::cosine_similarity(get(a), get(b), dim, eps)); CATCH
+}
+
+// m2t_eigh is torch.linalg.eigh (lower triangle) of a batch of symmetric
+// matrices (..., n, n): ascending eigenvalues (..., n) and eigenvectors as
+// columns, both differentiable.
+m2t_err m2t_eigh(m2t_tensor x, m2t_tensor *eigenvalues, m2t_tensor *eigenvectors) {
+  TRY
+  auto &t = get(x);
+  if (t.dim() < 2 || t.size(-1) != t.size(-2)) throw std::invalid_argument("eigh: input " + c10::str(t.sizes()) + " is not a batch of square matrices");
+  auto r = torch::linalg_eigh(t, "L");
+  *eigenvalues = wrap(std::get<0>(r));
+  *eigenvectors = wrap(std::get<1>(r));
   CATCH
 }
 
@@ -702,63 +774,146 @@ m2t_err m2t_flat_model_index(const int64_t *per, int n, int64_t k, const char *d
   CATCH
 }
 
-// m2t_adam_flat_step is Adam (PyTorch's update, no weight decay) over
-// flattened parameters p with gradients g and moments m, v (see
-// m2t_flatten_params; per and n describe the blocks). steps, lrs and active
-// are float64 (k) tensors on p's device: each model's step count, learning
-// rate, and 1 or 0 (a model with 0 is left exactly as it is, and its step
-// count does not advance). steps advances on the device.
+// m2t_flat_step is one optimiser step (rule: M2T_RULE_*) over flattened
+// parameters p with gradients g (see m2t_flatten_params; per and n describe
+// the blocks), each model with its own step count, learning rate and
+// activity. steps, lrs and active are float64 (k) tensors on p's device:
+// each model's step count, learning rate, and 1 or 0 (a model with 0 is
+// left exactly as it is, its gradient is neither read nor clipped, and its
+// step count does not advance). steps advances on the device. hyper holds
+// M2T_HYPER_N values (the M2T_HYPER_* layout); weight decay is L2 added to
+// the gradient, as PyTorch's Adam, SGD and RMSprop do (not AdamW).
+//
+// State per rule: Adam keeps exp_avg in state1 and exp_avg_sq in state2;
+// RMSprop (no momentum, not centred) keeps square_avg in state2 and no
+// state1; SGD (no momentum) keeps neither (pass nil).
+//
+// Clipping (max_norm > 0): before the update, each model's gradients of the
+// parameters i with clipped[i] are scaled as PyTorch 1.13's
+// clip_grad_norm_(those parameters, max_norm) does: total = the 2-norm of
+// the per-tensor 2-norms, coef = max_norm / (total + 1e-6), gradients
+// multiplied by min(coef, 1). The scaled gradients stay in g, as PyTorch's do.
 //
 // exact (CPU tensors only): block by block and model by model, the
-// operations libtorch's Adam::step performs, in its order. Otherwise
-// vectorized, with per-element factors gathered through model_index (from
-// m2t_flat_model_index): a fixed dozen operations whatever k and the
-// parameter count, what a launch-bound GPU wants and what a CUDA graph can
-// replay (no host values); equal to the exact form up to rounding.
-m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index,
-                           const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1,
-                           double beta2, double eps, int exact) {
+// operations libtorch's step (and clip_grad_norm_) performs, in its order.
+// Otherwise vectorised, with per-element factors gathered through
+// model_index (from m2t_flat_model_index): a fixed dozen operations whatever
+// k and the parameter count (plus one norm and one scaling per clipped
+// parameter), what a launch-bound GPU wants and what a CUDA graph can replay
+// (no host values); equal to the exact form up to rounding.
+m2t_err m2t_flat_step(int rule, m2t_tensor params, m2t_tensor grads, m2t_tensor state1, m2t_tensor state2, m2t_tensor model_index,
+                      const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, const double *hyper,
+                      const int *clipped, int exact) {
   TRY
   torch::NoGradGuard no_grad;
+  if (rule != M2T_RULE_ADAM && rule != M2T_RULE_SGD && rule != M2T_RULE_RMSPROP)
+    throw std::invalid_argument("optimiser: unknown rule " + std::to_string(rule));
+  const char *name = rule == M2T_RULE_ADAM ? "adam" : rule == M2T_RULE_SGD ? "sgd" : "rmsprop";
+  auto fail = [&](const std::string &msg) { throw std::invalid_argument(std::string(name) + ": " + msg); };
+  if (hyper == nullptr) fail("no hyperparameters");
+  const double beta1 = hyper[M2T_HYPER_BETA1], beta2 = hyper[M2T_HYPER_BETA2], alpha = hyper[M2T_HYPER_ALPHA],
+               eps = hyper[M2T_HYPER_EPS], wd = hyper[M2T_HYPER_WEIGHT_DECAY], max_norm = hyper[M2T_HYPER_MAX_NORM];
   auto &p = get(params, "parameters");
   auto &g = get(grads, "gradients");
-  auto &m = get(exp_avg, "exp_avg");
-  auto &v = get(exp_avg_sq, "exp_avg_sq");
+  // Each rule's state: Adam both moments, RMSprop square_avg (state2), SGD none.
+  const bool has1 = rule == M2T_RULE_ADAM, has2 = rule != M2T_RULE_SGD;
+  if ((state1 != nullptr) != has1 || (state2 != nullptr) != has2) fail("wrong state buffers for the rule");
+  torch::Tensor m = has1 ? get(state1, "first moment") : torch::Tensor();
+  torch::Tensor v = has2 ? get(state2, "second moment") : torch::Tensor();
   auto &st = get(steps, "steps");
   auto &lr = get(lrs, "learning rates");
   auto &act = get(active, "active");
   const int64_t k = st.numel();
   int64_t total = 0;
   for (int i = 0; i < n; i++) total += k * per[i];
-  if (p.dim() != 1 || p.numel() != total) throw std::invalid_argument("adam: parameters are not a flat buffer of " + std::to_string(total) + " elements");
+  if (p.dim() != 1 || p.numel() != total) fail("parameters are not a flat buffer of " + std::to_string(total) + " elements");
   for (auto *t : {&g, &m, &v})
-    if (t->sizes() != p.sizes()) throw std::invalid_argument("adam: state of shape " + c10::str(t->sizes()) + " for parameters " + c10::str(p.sizes()));
+    if (t->defined() && t->sizes() != p.sizes()) fail("state of shape " + c10::str(t->sizes()) + " for parameters " + c10::str(p.sizes()));
   for (auto *t : {&st, &lr, &act})
-    if (t->scalar_type() != torch::kFloat64 || t->numel() != k) throw std::invalid_argument("adam: steps, learning rates and active must be float64 with one value per model");
+    if (t->scalar_type() != torch::kFloat64 || t->numel() != k) fail("steps, learning rates and active must be float64 with one value per model");
+  const bool clip = max_norm > 0 && clipped != nullptr && std::any_of(clipped, clipped + n, [](int c) { return c != 0; });
   if (exact) {
-    if (!p.is_cpu() || !st.is_cpu() || !lr.is_cpu() || !act.is_cpu() || !st.is_contiguous()) throw std::invalid_argument("adam: the exact form runs on CPU tensors");
+    if (!p.is_cpu() || !st.is_cpu() || !lr.is_cpu() || !act.is_cpu() || !st.is_contiguous()) fail("the exact form runs on CPU tensors");
     double *sp = st.data_ptr<double>();
     const double *lp = lr.data_ptr<double>(), *ap = act.data_ptr<double>();
     for (int64_t j = 0; j < k; j++) {
       if (ap[j] == 0) continue;
       sp[j] += 1;
-      const double bc1 = 1 - std::pow(beta1, sp[j]), bc2 = 1 - std::pow(beta2, sp[j]);
+      // Model j's block of parameter i in buffer x.
+      auto block = [&](torch::Tensor &x, int i, int64_t off) { return x.narrow(0, off + j * per[i], per[i]); };
+      if (clip) {  // clip_grad_norm_: torch.norm per tensor, the norm of those, max_norm / (total + 1e-6) clamped to 1
+        std::vector<torch::Tensor> norms;
+        int64_t off = 0;
+        for (int i = 0; i < n; off += k * per[i], i++)
+          if (clipped[i]) norms.push_back(at::norm(block(g, i, off), 2, {0}, false));
+        auto coef = torch::clamp((at::norm(torch::stack(norms), 2, {0}, false) + 1e-6).reciprocal() * max_norm, c10::nullopt, 1.0);
+        off = 0;
+        for (int i = 0; i < n; off += k * per[i], i++)
+          if (clipped[i]) block(g, i, off).mul_(coef);
+      }
       int64_t off = 0;
-      for (int i = 0; i < n; i++) {
-        auto at = [&](torch::Tensor &x) { return x.narrow(0, off + j * per[i], per[i]); };
-        auto pj = at(p), mj = at(m), vj = at(v), gj = at(g);
-        mj.mul_(beta1).add_(gj, 1 - beta1);
-        vj.mul_(beta2).addcmul_(gj, gj, 1 - beta2);
-        auto denom = (vj.sqrt() / std::sqrt(bc2)).add_(eps);
-        pj.addcdiv_(mj, denom, -lp[j] / bc1);
-        off += k * per[i];
+      if (rule == M2T_RULE_ADAM) {
+        const double bc1 = 1 - std::pow(beta1, sp[j]), bc2 = 1 - std::pow(beta2, sp[j]);
+        for (int i = 0; i < n; i++) {
+          auto pj = block(p, i, off), mj = block(m, i, off), vj = block(v, i, off), gj = block(g, i, off);
+          if (wd != 0) gj = gj.add(pj, wd);
+          mj.mul_(beta1).add_(gj, 1 - beta1);
+          vj.mul_(beta2).addcmul_(gj, gj, 1 - beta2);
+          auto denom = (vj.sqrt() / std::sqrt(bc2)).add_(eps);
+          pj.addcdiv_(mj, denom, -lp[j] / bc1);
+          off += k * per[i];
+        }
+      } else if (rule == M2T_RULE_SGD) {
+        for (int i = 0; i < n; i++) {
+          auto pj = block(p, i, off), gj = block(g, i, off);
+          if (wd != 0) gj = gj.add(pj, wd);
+          pj.add_(gj, -1 * lp[j]);
+          off += k * per[i];
+        }
+      } else {
+        for (int i = 0; i < n; i++) {
+          auto pj = block(p, i, off), vj = block(v, i, off), gj = block(g, i, off);
+          if (wd != 0) gj = gj.add(pj, wd);
+          vj.mul_(alpha).addcmul_(gj, gj, 1 - alpha);
+          auto avg = vj.sqrt().add_(eps);
+          pj.addcdiv_(gj, avg, -lp[j]);
+          off += k * per[i];
+        }
       }
     }
     return nullptr;
   }
   auto &idx = get(model_index, "model index");
-  if (idx.numel() != total) throw std::invalid_argument("adam: model index of " + std::to_string(idx.numel()) + " elements for " + std::to_string(total));
+  if (idx.numel() != total) fail("model index of " + std::to_string(idx.numel()) + " elements for " + std::to_string(total));
+  if (clip) {
+    // Per model: the norm of each clipped parameter's block (a (k, per) view),
+    // then of those; a stopped model's coefficient is 1 (its gradient may be anything).
+    std::vector<torch::Tensor> norms;
+    int64_t off = 0;
+    for (int i = 0; i < n; off += k * per[i], i++)
+      if (clipped[i]) norms.push_back(at::norm(g.narrow(0, off, k * per[i]).view({k, per[i]}), 2, {1}, false));
+    auto coef = torch::clamp((at::norm(torch::stack(norms, 1), 2, {1}, false) + 1e-6).reciprocal() * max_norm, c10::nullopt, 1.0);
+    coef = torch::where(act.to(coef.scalar_type()) > 0, coef, torch::ones({}, coef.options())).unsqueeze(1);
+    off = 0;
+    for (int i = 0; i < n; off += k * per[i], i++)
+      if (clipped[i]) g.narrow(0, off, k * per[i]).view({k, per[i]}).mul_(coef);
+  }
   st.add_(act);
+  if (rule == M2T_RULE_SGD) {
+    auto f = torch::stack({lr * act, act}, 1).to(p.scalar_type()).index_select(0, idx);  // (total, 2)
+    auto gk = torch::where(f.select(1, 1) > 0, g, torch::zeros({}, g.options()));
+    if (wd != 0) gk = gk.add(p, wd);
+    p.sub_(f.select(1, 0) * gk);
+    return nullptr;
+  }
+  if (rule == M2T_RULE_RMSPROP) {
+    auto f = torch::stack({lr * act, act * (1 - alpha), act}, 1).to(p.scalar_type()).index_select(0, idx);  // (total, 3)
+    auto gk = torch::where(f.select(1, 2) > 0, g, torch::zeros({}, g.options()));
+    if (wd != 0) gk = gk.add(p, wd);
+    v.add_((gk * gk - v) * f.select(1, 1));  // alpha*v + (1-alpha)*g^2 for active models
+    p.sub_(f.select(1, 0) * gk / (v.sqrt() + eps));
+    return nullptr;
+  }
   auto s1 = st.clamp_min(1);  // a model that never stepped: keep the factors finite
   // Per-model factors as columns, gathered to per-element ones in one go.
   auto factors = torch::stack({lr * act / (1 - torch::pow(beta1, s1)), (1 - torch::pow(beta2, s1)).sqrt(),
@@ -768,6 +923,7 @@ m2t_err m2t_adam_flat_step(m2t_tensor params, m2t_tensor grads, m2t_tensor exp_a
   auto stepSize = f.select(1, 0), sqrtBc2 = f.select(1, 1), a1 = f.select(1, 2), a2 = f.select(1, 3);
   // A stopped model's gradient is ignored, even a non-finite one (0 * NaN is NaN).
   auto gk = torch::where(a1 > 0, g, torch::zeros({}, g.options()));
+  if (wd != 0) gk = gk.add(p, wd);
   m.add_((gk - m) * a1);  // beta1*m + (1-beta1)*g for active models
   v.add_((gk * gk - v) * a2);
   p.sub_(stepSize * m / (v.sqrt() / sqrtBc2 + eps));

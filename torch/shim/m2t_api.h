@@ -39,7 +39,11 @@ typedef char *m2t_err;
   X(m2t_scalar, (int op, m2t_tensor a, double s, m2t_tensor *out), (op, a, s, out)) \
   X(m2t_inplace, (int op, m2t_tensor a, m2t_tensor b, double s), (op, a, b, s)) \
   X(m2t_linear, (m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor *out), (x, w, b, out)) \
-  X(m2t_conv2d, (m2t_tensor x, m2t_tensor w, m2t_tensor b, int64_t stride, int64_t padding, m2t_tensor *out), (x, w, b, stride, padding, out)) \
+  X(m2t_conv2d, (m2t_tensor x, m2t_tensor w, m2t_tensor b, int64_t stride, int64_t padding, int64_t groups, m2t_tensor *out), (x, w, b, stride, padding, groups, out)) \
+  X(m2t_batch_norm, (m2t_tensor x, m2t_tensor w, m2t_tensor b, m2t_tensor running_mean, m2t_tensor running_var, int train, double momentum, double eps, m2t_tensor *out), (x, w, b, running_mean, running_var, train, momentum, eps, out)) \
+  X(m2t_max_pool2d, (m2t_tensor x, int64_t kernel, int64_t stride, m2t_tensor *out), (x, kernel, stride, out)) \
+  X(m2t_cosine_similarity, (m2t_tensor a, m2t_tensor b, int64_t dim, double eps, m2t_tensor *out), (a, b, dim, eps, out)) \
+  X(m2t_eigh, (m2t_tensor x, m2t_tensor *eigenvalues, m2t_tensor *eigenvectors), (x, eigenvalues, eigenvectors)) \
   X(m2t_layer_norm, (m2t_tensor x, int64_t last_dims, m2t_tensor w, m2t_tensor b, double eps, m2t_tensor *out), (x, last_dims, w, b, eps, out)) \
   X(m2t_dropout, (m2t_tensor x, double p, int train, m2t_tensor *out), (x, p, train, out)) \
   X(m2t_reshape, (m2t_tensor x, const int64_t *shape, int ndim, m2t_tensor *out), (x, shape, ndim, out)) \
@@ -70,7 +74,7 @@ typedef char *m2t_err;
   X(m2t_dropout_bank, (m2t_tensor keys, m2t_tensor counter, int64_t n, double p, int dtype, int tensor_ops, m2t_tensor *out), (keys, counter, n, p, dtype, tensor_ops, out)) \
   X(m2t_flatten_params, (const m2t_tensor *params, int n, int64_t k, int64_t *per, m2t_tensor *flat, m2t_tensor *grad), (params, n, k, per, flat, grad)) \
   X(m2t_flat_model_index, (const int64_t *per, int n, int64_t k, const char *device, m2t_tensor *out), (per, n, k, device, out)) \
-  X(m2t_adam_flat_step, (m2t_tensor params, m2t_tensor grads, m2t_tensor exp_avg, m2t_tensor exp_avg_sq, m2t_tensor model_index, const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, double beta1, double beta2, double eps, int exact), (params, grads, exp_avg, exp_avg_sq, model_index, per, n, steps, lrs, active, beta1, beta2, eps, exact)) \
+  X(m2t_flat_step, (int rule, m2t_tensor params, m2t_tensor grads, m2t_tensor state1, m2t_tensor state2, m2t_tensor model_index, const int64_t *per, int n, m2t_tensor steps, m2t_tensor lrs, m2t_tensor active, const double *hyper, const int *clipped, int exact), (rule, params, grads, state1, state2, model_index, per, n, steps, lrs, active, hyper, clipped, exact)) \
   X(m2t_host_transfers, (int64_t *out), (out)) \
   X(m2t_forbid_host_transfers, (int on), (on)) \
   X(m2t_graphs_available, (int *out), (out)) \
@@ -81,14 +85,17 @@ typedef char *m2t_err;
   X(m2t_graph_free, (m2t_graph g), (g))
 
 /* Element-wise op codes. */
-enum { M2T_NEG, M2T_RELU, M2T_GELU, M2T_EXP, M2T_LOG, M2T_SQRT, M2T_CONTIGUOUS, M2T_CLONE, M2T_DETACH, M2T_TANH };
-enum { M2T_ADD, M2T_SUB, M2T_MUL, M2T_DIV, M2T_MATMUL, M2T_EQ, M2T_POW, M2T_RSUB };
+enum { M2T_NEG, M2T_RELU, M2T_GELU, M2T_EXP, M2T_LOG, M2T_SQRT, M2T_CONTIGUOUS, M2T_CLONE, M2T_DETACH, M2T_TANH, M2T_SIGMOID };
+enum { M2T_ADD, M2T_SUB, M2T_MUL, M2T_DIV, M2T_MATMUL, M2T_EQ, M2T_POW, M2T_RSUB, M2T_CLAMP_MIN };
 enum { M2T_SUM, M2T_MEAN, M2T_MAX };
 /* In-place ops: copy b into a; a += s*b; a *= s; fill a with s; zero a; a += s. */
 enum { M2T_COPY_, M2T_ADD_SCALED_, M2T_MUL_SCALAR_, M2T_FILL_, M2T_ZERO_, M2T_ADD_SCALAR_ };
 /* Dtypes. */
 enum { M2T_FLOAT32, M2T_FLOAT64, M2T_INT64, M2T_UINT8, M2T_BOOL, M2T_INT32 };
 enum { M2T_REDUCE_MEAN, M2T_REDUCE_SUM, M2T_REDUCE_NONE };
+/* Update rules of m2t_flat_step, and the layout of its hyper array. */
+enum { M2T_RULE_ADAM, M2T_RULE_SGD, M2T_RULE_RMSPROP };
+enum { M2T_HYPER_BETA1, M2T_HYPER_BETA2, M2T_HYPER_ALPHA, M2T_HYPER_EPS, M2T_HYPER_WEIGHT_DECAY, M2T_HYPER_MAX_NORM, M2T_HYPER_N };
 
 #define M2T_DECLARE(name, params, args) m2t_err name params;
 #ifdef __cplusplus

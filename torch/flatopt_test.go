@@ -6,13 +6,13 @@ import (
 	"testing"
 )
 
-// TestFlatAdam runs K = 3 models, each with two parameters of different
+// TestFlatOptimizerAdam runs K = 3 models, each with two parameters of different
 // shapes, stacked and flattened, against three lone models under
 // libtorch's own Adam, with different learning rates and model 1 stopped
 // for the last two steps. Exact, the flat update must equal libtorch's bit
 // for bit; vectorized, within 1e-6 (relative). A stopped model must not move
 // at all, and its step count must stop.
-func TestFlatAdam(t *testing.T) {
+func TestFlatOptimizerAdam(t *testing.T) {
 	const k, steps = 3, 6
 	shapes := [][]int64{{4, 5}, {7}}
 	sizes := []int{20, 7}
@@ -76,7 +76,7 @@ func TestFlatAdam(t *testing.T) {
 			p.SetRequiresGrad(true)
 			ps = append(ps, p)
 		}
-		opt, err := NewFlatAdam(ps, k, 0)
+		opt, err := NewFlatOptimizer(ps, k, OptimizerSpec{Rule: RuleAdam, LR: 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,21 +156,21 @@ func TestFlatAdam(t *testing.T) {
 	}
 }
 
-// TestFlatAdamErrors: what cannot be flattened is refused with a reason.
-func TestFlatAdamErrors(t *testing.T) {
+// TestFlatOptimizerAdamErrors: what cannot be flattened is refused with a reason.
+func TestFlatOptimizerAdamErrors(t *testing.T) {
 	s := newTestScope(t)
 	p := s.Full(0, Float32, CPU, 2, 3)
 	p.SetRequiresGrad(true)
-	if _, err := NewFlatAdam([]*Tensor{p}, 3, 0.1); err == nil {
+	if _, err := NewFlatOptimizer([]*Tensor{p}, 3, OptimizerSpec{Rule: RuleAdam, LR: 0.1}); err == nil {
 		t.Fatal("a (2,3) parameter flattened over 3 models")
 	} else {
 		t.Logf("as expected: %v", err)
 	}
 	q := s.Full(0, Float32, CPU, 3, 3)
-	if _, err := NewFlatAdam([]*Tensor{q}, 3, 0.1); err == nil {
+	if _, err := NewFlatOptimizer([]*Tensor{q}, 3, OptimizerSpec{Rule: RuleAdam, LR: 0.1}); err == nil {
 		t.Fatal("a tensor without requires_grad flattened")
 	}
-	if _, err := NewFlatAdam(nil, 3, 0.1); err == nil {
+	if _, err := NewFlatOptimizer(nil, 3, OptimizerSpec{Rule: RuleAdam, LR: 0.1}); err == nil {
 		t.Fatal("no parameters: no error")
 	}
 }
