@@ -11,10 +11,12 @@ import (
 // Checkpoints are safetensors files, one model each (a seed batch writes
 // one per seed, as a lone run would). best.safetensors holds the parameters
 // under their PyTorch state_dict names and shapes, loadable into the
-// reference model; last.safetensors adds Adam's moments
-// ("adam.exp_avg.<name>", "adam.exp_avg_sq.<name>", steps in "adam.step")
-// and the loop's state as JSON in the metadata, which is what a resumed run
-// continues from.
+// reference model (and buffers such as BatchNorm's running statistics);
+// last.safetensors adds the optimiser's state under PyTorch's names,
+// "<rule>.<state>.<name>" (Adam: "adam.exp_avg.<name>" and
+// "adam.exp_avg_sq.<name>"; RMSprop: "rmsprop.square_avg.<name>"; SGD
+// none), its step counts in "<rule>.step", and the loop's state as JSON in
+// the metadata, which is what a resumed run continues from.
 
 // BestFile holds a run's lowest-validation-loss weights (what its test and
 // probes use); lastFile the latest epoch's state, for resuming.
@@ -37,7 +39,7 @@ type loopState struct {
 
 // stopped reports whether the model trains no more: early stopping ended
 // it, or its loss stopped being finite.
-func (st *loopState) stopped() bool { return st.Diverged != "" || st.Early.Wait >= st.Early.Patience }
+func (st *loopState) stopped() bool { return st.Diverged != "" || st.Early.Stopped() }
 
 // modelSlices returns model i's parameters under their names, as views
 // (made in s) shaped as one model's.
@@ -64,17 +66,20 @@ func saveModel(path string, net *Network, i int, opt *torch.FlatOptimizer, st *l
 			return fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 		names := net.Params.TrainableNames()
+		rule := opt.Spec().Rule
 		stepv := make([]int64, len(names))
 		for j, name := range names {
-			m, v, err := opt.Moments(s, j, i)
+			state, err := opt.State(s, j, i)
 			if err != nil {
 				return fmt.Errorf("checkpoint %s: %w", path, err)
 			}
 			shape, _ := ts[name].Shape()
-			ts["adam.exp_avg."+name], ts["adam.exp_avg_sq."+name] = s.Reshape(m, shape...), s.Reshape(v, shape...)
+			for k, sn := range opt.StateNames() {
+				ts[rule+"."+sn+"."+name] = s.Reshape(state[k], shape...)
+			}
 			stepv[j] = int64(steps[i])
 		}
-		ts["adam.step"] = s.From(stepv, int64(len(stepv)))
+		ts[rule+".step"] = s.From(stepv, int64(len(stepv)))
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -125,7 +130,7 @@ func loadModel(s *torch.Scope, path string, net *Network, i int, prefix string) 
 	return src, meta, s.Err()
 }
 
-// loadResume restores model i's weights, Adam state and loop state from its
+// loadResume restores model i's weights, optimiser state and loop state from its
 // last.safetensors.
 func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*loopState, error) {
 	s := torch.NewScope()
@@ -138,9 +143,10 @@ func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*lo
 	if err := json.Unmarshal([]byte(meta["state"]), &st); err != nil || st.Early == nil {
 		return nil, fmt.Errorf("checkpoint %s: no loop state (%v): not a last.safetensors", path, err)
 	}
-	steps, ok := ts["adam.step"]
+	rule := opt.Spec().Rule
+	steps, ok := ts[rule+".step"]
 	if !ok {
-		return nil, fmt.Errorf("checkpoint %s: no adam.step", path)
+		return nil, fmt.Errorf("checkpoint %s: no %s.step (not written by a %s run)", path, rule, rule)
 	}
 	stepv, err := steps.Int64s()
 	if err != nil {
@@ -148,28 +154,28 @@ func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*lo
 	}
 	names := net.Params.TrainableNames()
 	if len(stepv) != len(names) {
-		return nil, fmt.Errorf("checkpoint %s: %d Adam steps for %d parameters", path, len(stepv), len(names))
+		return nil, fmt.Errorf("checkpoint %s: %d optimiser steps for %d parameters", path, len(stepv), len(names))
 	}
 	for j, name := range names {
 		if stepv[j] != stepv[0] {
-			return nil, fmt.Errorf("checkpoint %s: Adam step %d for %q, %d for %q: one model's parameters step together", path, stepv[j], name, stepv[0], names[0])
+			return nil, fmt.Errorf("checkpoint %s: step %d for %q, %d for %q: one model's parameters step together", path, stepv[j], name, stepv[0], names[0])
 		}
-		m, v := ts["adam.exp_avg."+name], ts["adam.exp_avg_sq."+name]
-		if m == nil || v == nil {
-			return nil, fmt.Errorf("checkpoint %s: no Adam moments for %q", path, name)
-		}
-		dm, dv, err := opt.Moments(s, j, i)
+		dst, err := opt.State(s, j, i)
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range [][2]*torch.Tensor{{dm, m}, {dv, v}} {
-			want, _ := p[0].Numel()
-			got, _ := p[1].Numel()
-			if want != got {
-				return nil, fmt.Errorf("checkpoint %s: Adam moments of %q have %d values, want %d", path, name, got, want)
+		for k, sn := range opt.StateNames() {
+			src := ts[rule+"."+sn+"."+name]
+			if src == nil {
+				return nil, fmt.Errorf("checkpoint %s: no %s %s of %q", path, rule, sn, name)
 			}
-			if err := p[0].CopyFrom(s.Reshape(p[1], -1)); err != nil {
-				return nil, fmt.Errorf("checkpoint %s: Adam moments of %q: %w", path, name, err)
+			want, _ := dst[k].Numel()
+			got, _ := src.Numel()
+			if want != got {
+				return nil, fmt.Errorf("checkpoint %s: %s %s of %q has %d values, want %d", path, rule, sn, name, got, want)
+			}
+			if err := dst[k].CopyFrom(s.Reshape(src, -1)); err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %s %s of %q: %w", path, rule, sn, name, err)
 			}
 		}
 	}

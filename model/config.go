@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/m2mix/m2mix/manifests"
+	"github.com/m2mix/m2mix/torch"
 )
 
 // Config is one experiment configuration: a paper row, read from
@@ -190,6 +191,23 @@ func ConfigNames() ([]string, error) {
 type OptimizerSpec struct {
 	Rule        string  `json:"rule"`
 	WeightDecay float64 `json:"weight_decay,omitempty"`
+}
+
+// optimizer is the configuration's rule for the flat optimiser.
+func (c *Config) optimizer() torch.OptimizerSpec {
+	if c.Optimizer == nil {
+		return torch.OptimizerSpec{Rule: torch.RuleAdam, LR: c.LR}
+	}
+	return torch.OptimizerSpec{Rule: c.Optimizer.Rule, LR: c.LR, WeightDecay: c.Optimizer.WeightDecay}
+}
+
+// selectionScore is what the best epoch minimises: the weighted validation
+// loss, or minus the reported head's validation accuracy.
+func (c *Config) selectionScore(valLoss float64, ev *evaluation) float64 {
+	if c.Selection == "val_accuracy" {
+		return -ev.acc[c.Heads[0]]
+	}
+	return valLoss
 }
 
 func (o *OptimizerSpec) validate() error {

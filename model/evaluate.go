@@ -141,7 +141,7 @@ func finalMetrics(cfg *Config, classes int64, rec *runrecord.Record, ev *evaluat
 	return &runrecord.Metrics{
 		Accuracy: ev.acc[main], MicroF1: ev.acc[main], MacroF1: MacroF1(ev.pred[main], ev.label, int(classes)),
 		HeadAccuracy: ev.acc, TrainSeconds: trainSeconds, TestSeconds: testSeconds,
-		BestEpoch: st.BestEpoch, Epochs: len(rec.History), StoppedEarly: st.Early.Wait >= st.Early.Patience,
+		BestEpoch: st.BestEpoch, Epochs: len(rec.History), StoppedEarly: st.Early.Stopped(),
 		Diverged: st.Diverged,
 	}
 }

@@ -43,7 +43,8 @@ func (p *Plateau) Step(loss, lr float64) float64 {
 }
 
 // EarlyStop stops training after Patience epochs without a strictly lower
-// validation loss (PyTorch Lightning's EarlyStopping, min_delta 0).
+// validation score (PyTorch Lightning's EarlyStopping, min_delta 0); with
+// Patience 0 it only keeps the best score (a fixed number of epochs).
 type EarlyStop struct {
 	Patience int     `json:"patience"`
 	Best     float64 `json:"best"`
@@ -61,5 +62,8 @@ func (e *EarlyStop) Step(loss float64) (improved, stop bool) {
 		return true, false
 	}
 	e.Wait++
-	return false, e.Wait >= e.Patience
+	return false, e.Stopped()
 }
+
+// Stopped reports whether Patience epochs have passed without a new best.
+func (e *EarlyStop) Stopped() bool { return e.Patience > 0 && e.Wait >= e.Patience }

@@ -358,7 +358,7 @@ func (m *member) endEpoch(cfg *Config, net *Network, i int, opt *torch.FlatOptim
 		Epoch: epoch, TrainLoss: trainLoss, ValLoss: valLoss, HeadLoss: ev.loss, HeadAcc: ev.acc,
 		LR: st.LR, WFusion: st.WFusion, Seconds: seconds,
 	})
-	improved, _ := st.Early.Step(valLoss)
+	improved, _ := st.Early.Step(cfg.selectionScore(valLoss, ev))
 	if improved {
 		st.BestEpoch = epoch
 		if err := saveModel(filepath.Join(m.dir, BestFile), net, i, nil, nil); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/m2mix/m2mix/torch"
 )
@@ -40,7 +41,7 @@ type trainer struct {
 	eval     *evalGraph
 }
 
-// newTrainer prepares Adam (over the trainable parameters: freeze first),
+// newTrainer prepares the optimiser (over the trainable parameters: freeze first),
 // dropout and, on CUDA, a graph for net's models.
 func newTrainer(net *Network, cfg *Config, train *Split, o Options) (*trainer, error) {
 	t := &trainer{net: net, k: net.K, batch: int64(cfg.BatchSize), own: torch.NewScope(), log: o.Log, device: o.Device}
@@ -48,9 +49,17 @@ func newTrainer(net *Network, cfg *Config, train *Split, o Options) (*trainer, e
 		t.log = io.Discard
 	}
 	var err error
-	if t.opt, err = torch.NewFlatOptimizer(net.Params.Trainable(), t.k, torch.OptimizerSpec{Rule: torch.RuleAdam, LR: cfg.LR}); err != nil {
+	if t.opt, err = torch.NewFlatOptimizer(net.Params.Trainable(), t.k, cfg.optimizer()); err != nil {
 		t.own.Close()
 		return nil, err
+	}
+	if cfg.ClipGradNorm > 0 {
+		// MultiBench clips its model's parameters, not auxiliary modules'.
+		var clipped []bool
+		for _, name := range net.Params.TrainableNames() {
+			clipped = append(clipped, !strings.HasPrefix(name, auxPrefix))
+		}
+		t.opt.SetClip(cfg.ClipGradNorm, clipped)
 	}
 	if t.drop, err = torch.NewKeyedDropout(o.Device, t.k, true); err != nil {
 		t.Close()
@@ -88,6 +97,28 @@ func (t *trainer) Close() {
 		t.opt.Close()
 	}
 	t.own.Close()
+}
+
+// loss is each model's training loss on batch b, (K): the heads'
+// cross-entropies weighted by weights (one per head, in heads' order) plus
+// the auxiliary terms.
+func (n *Network) loss(s *torch.Scope, b Batch, mode Mode, heads []string, weights *torch.Tensor) *torch.Tensor {
+	r := n.forward(s, b, mode)
+	var perModel *torch.Tensor
+	add := func(term *torch.Tensor) {
+		if perModel == nil {
+			perModel = term
+		} else {
+			perModel = s.Add(perModel, term)
+		}
+	}
+	for i, h := range heads {
+		add(s.Mul(modelCE(s, r.logits[h], b.Label, n.K, b.PerModel, torch.ReduceMean), s.Narrow(weights, 0, int64(i), 1)))
+	}
+	for _, a := range n.Aux {
+		add(a.Loss(s, r, b, n.K))
+	}
+	return perModel
 }
 
 // shuffledOrder is each model's order of the n training rows in an epoch,
@@ -161,16 +192,7 @@ func (t *trainer) epoch(sp *Split, order *torch.Tensor, weights map[string]float
 func (t *trainer) step(b Batch, n int64) error {
 	s := torch.NewScope()
 	defer s.Close()
-	logits := t.net.Forward(s, b, Mode{Train: true, Drop: t.drop})
-	var perModel *torch.Tensor
-	for i, h := range t.heads {
-		term := s.Mul(modelCE(s, logits[h], b.Label, t.k, b.PerModel, torch.ReduceMean), s.Narrow(t.weights, 0, int64(i), 1))
-		if perModel == nil {
-			perModel = term
-		} else {
-			perModel = s.Add(perModel, term)
-		}
-	}
+	perModel := t.net.loss(s, b, Mode{Train: true, Drop: t.drop}, t.heads, t.weights)
 	if err := s.Err(); err != nil {
 		return err
 	}
