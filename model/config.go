@@ -50,7 +50,7 @@ type Config struct {
 	// "val_accuracy" (the highest validation accuracy of the reported head,
 	// strictly improving, as MultiBench selects).
 	Selection string `json:"selection,omitempty"`
-	Plateau *struct {
+	Plateau   *struct {
 		Patience  int     `json:"patience"`
 		Factor    float64 `json:"factor"`
 		Threshold float64 `json:"threshold"`

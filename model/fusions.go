@@ -95,7 +95,7 @@ func (f lowRank) Forward(s *torch.Scope, xs []*torch.Tensor, mode Mode) *torch.T
 // out), U (d1, out), V (d2, out) xavier-normal and b standard normal;
 // computed as (m1 outer m2) flattened times W reshaped.
 type miMatrix struct {
-	W, U, V, B *torch.Tensor
+	W, U, V, B  *torch.Tensor
 	D1, D2, Out int64
 }
 

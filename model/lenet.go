@@ -88,7 +88,7 @@ func (e LeNet) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode
 		x = s.MaxPool2d(s.Relu(e.BNs[i].forward(s, x, train)), 2, 2)
 		groups = e.K
 	}
-	xs, _ := x.Shape() // (batch, K*code, h, w)
+	xs, _ := x.Shape()                                   // (batch, K*code, h, w)
 	y := s.Transpose(s.Reshape(x, xs[0], e.K, -1), 0, 1) // (K, batch, code)
 	if e.Project != nil {
 		y = e.Project.Forward(s, y)
