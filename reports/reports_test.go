@@ -113,7 +113,8 @@ func TestTables(t *testing.T) {
 	if sum.Complete != 5 || sum.Incomplete != 2 {
 		t.Errorf("summary counts %d complete, %d incomplete; want 5, 2", sum.Complete, sum.Incomplete)
 	}
-	wantNotRun := []string{"m2mixer_b", "m2mixer_s", "m2mixer_h", "m2mixer_lc", "unimodal_audio", "probe_image", "probe_audio"}
+	wantNotRun := []string{"m2mixer_b", "m2mixer_s", "m2mixer_h", "m2mixer_lc", "unimodal_audio", "probe_image", "probe_audio",
+		"late_fusion", "lrtf", "refnet", "cca", "mi_matrix", "gradblend", "mimic_late_fusion", "mimic_lrtf", "mimic_mi_matrix", "mimic_gradblend"}
 	if !sameSet(sum.NotRun, wantNotRun) {
 		t.Errorf("not run %v, want %v", sum.NotRun, wantNotRun)
 	}
@@ -135,10 +136,19 @@ func TestTables(t *testing.T) {
 			t.Errorf("Table I row %q has %d cells, want %d", r[0], len(r), len(wantHead))
 		}
 	}
-	for _, b := range []string{"Simple Late Fusion [10]", "LRTF [15]", "RefNet [20]", "MVAE [27]", "MFM [24]", "CCA [22]", "MI-Matrix [6]", "GradBlend [26]"} {
+	// Baselines we do not run are quoted; those we run have the paper's row
+	// and ours beneath it.
+	for _, b := range []string{"MVAE [27]", "MFM [24]"} {
 		row(t, t1, b, "*paper (quoted)*")
 	}
-	if r := row(t, t1, "GradBlend [26]", "*paper (quoted)*"); r[3] != "68.71 ± 0.7" || r[4] != "69.51" || r[7] != "43768 ± 5554" {
+	for b, cfg := range map[string]string{"Simple Late Fusion": "late_fusion", "LRTF": "lrtf", "RefNet": "refnet", "CCA": "cca",
+		"MI-Matrix": "mi_matrix", "GradBlend": "gradblend"} {
+		row(t, t1, b+" "+map[string]string{"late_fusion": "[10]", "lrtf": "[15]", "refnet": "[20]", "cca": "[22]", "mi_matrix": "[6]", "gradblend": "[26]"}[cfg], "*paper*")
+		if r := row(t, t1, b+" (`"+cfg+"`)", "**ours**"); !strings.Contains(r[3], "not run") {
+			t.Errorf("%s: our row %q, want it marked not run", cfg, r)
+		}
+	}
+	if r := row(t, t1, "GradBlend [26]", "*paper*"); r[3] != "68.71 ± 0.7" || r[4] != "69.51" || r[7] != "43768 ± 5554" {
 		t.Errorf("GradBlend row %q does not quote the paper", r)
 	}
 	// Paper numbers keep the paper's own precision.
@@ -265,7 +275,7 @@ func TestNoRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum, md := generate(t, empty, filepath.Join(dir, "results"))
-	if sum.Complete != 0 || len(sum.NotRun) != 10 || !slices.Equal(sum.Files, []string{"README.md"}) {
+	if sum.Complete != 0 || len(sum.NotRun) != 20 || !slices.Equal(sum.Files, []string{"README.md"}) {
 		t.Errorf("summary %+v", sum)
 	}
 	if !strings.Contains(md, "No run has a learning curve yet.") {
@@ -348,7 +358,8 @@ func TestPaperFile(t *testing.T) {
 	if len(p.Tables) != 2 || len(p.Tables[0].Rows) != 13 || len(p.Tables[1].Rows) != 9 {
 		t.Fatalf("want Table I with 13 rows and Table II with 9")
 	}
-	want := []string{"mmixer", "m2mixer_b", "m2mixer_m", "m2mixer_s", "m2mixer_h", "m2mixer_lc",
+	want := []string{"late_fusion", "lrtf", "refnet", "cca", "mi_matrix", "gradblend", "mmixer", "m2mixer_b", "m2mixer_m", "m2mixer_s",
+		"mimic_late_fusion", "mimic_lrtf", "mimic_mi_matrix", "mimic_gradblend", "m2mixer_h", "m2mixer_lc",
 		"unimodal_audio", "unimodal_image", "probe_audio", "probe_image"} // Table III in the paper's order: audio, then image
 	if got := p.configs(); !slices.Equal(got, want) {
 		t.Errorf("configurations %v, want %v", got, want)
