@@ -3,6 +3,7 @@ package torch
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -369,5 +370,163 @@ func TestFlatOptimizerErrors(t *testing.T) {
 	opt.SetLR(0, 1)
 	if err := opt.Step(); err == nil || !strings.Contains(err.Error(), "without Sync") {
 		t.Errorf("step after SetLR without Sync: %v", err)
+	}
+}
+
+// stepRules runs three steps of every rule, with weight decay and clipping
+// over the first of two parameters, for K = 2 models with different
+// learning rates, model 1 stopped at the last step, on dev: vectorized off
+// the CPU, exact on it unless vectorized. With graph (CUDA only) the step
+// is captured once, after one eager step, and replayed. It returns each
+// rule's final parameters.
+func stepRules(t *testing.T, dev Device, vectorized, graph bool) map[string][]float32 {
+	t.Helper()
+	out := map[string][]float32{}
+	for _, rule := range []string{RuleAdam, RuleSGD, RuleRMSprop} {
+		s := NewScope()
+		init := make([]float32, 2*3*5)
+		for i := range init {
+			init[i] = float32(math.Sin(float64(i)))
+		}
+		p := s.From(init, 2, 3, 5)
+		q := s.From([]float32{0.5, -1, 2, 0.25}, 2, 2)
+		if dev != CPU {
+			p, q = s.To(p, dev), s.To(q, dev)
+		}
+		p.SetRequiresGrad(true)
+		q.SetRequiresGrad(true)
+		opt, err := NewFlatOptimizer([]*Tensor{p, q}, 2, OptimizerSpec{Rule: rule, LR: 0.01, WeightDecay: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vectorized {
+			opt.Exact = false
+		}
+		opt.SetLR(1, 0.05)
+		opt.SetClip(1, []bool{true, false})
+		var g *Graph
+		id := -1
+		for i := 0; i < 3; i++ {
+			opt.SetActive(1, i < 2)
+			if err := opt.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			ls := NewScope()
+			opt.ZeroGrad()
+			ls.Add(ls.Sum(ls.Mul(p, ls.Mul(p, p)), false), ls.Sum(ls.Mul(q, q), false)).Backward()
+			switch {
+			case graph && i == 1:
+				if g, err = NewGraph(dev); err != nil {
+					t.Fatal(err)
+				}
+				if err := g.Begin(); err != nil {
+					t.Fatal(err)
+				}
+				err = opt.Step()
+				var endErr error
+				id, endErr = g.End()
+				if err == nil {
+					err = endErr
+				}
+				if err == nil {
+					err = g.Replay(id) // capturing does not run the work
+				}
+			case graph && i > 1:
+				err = g.Replay(id)
+			default:
+				err = opt.Step()
+			}
+			if err != nil {
+				t.Fatalf("%s step %d: %v", rule, i, err)
+			}
+			ls.Close()
+		}
+		if g != nil {
+			if err := g.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, err := s.To(s.Detach(p), CPU).Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[rule] = v
+		opt.Close()
+		s.Close()
+	}
+	return out
+}
+
+// TestFlatOptimizerRulesCUDA: every rule's vectorized step on the GPU,
+// eager and replayed from a CUDA graph, against the exact CPU step.
+func TestFlatOptimizerRulesCUDA(t *testing.T) {
+	dev := cudaTestDevice(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	want := stepRules(t, CPU, false, false)
+	for _, graph := range []bool{false, true} {
+		if graph && !GraphsAvailable() {
+			t.Fatal("the shim on a CUDA machine was built without CUDA graphs")
+		}
+		got := stepRules(t, dev, true, graph)
+		for rule, w := range want {
+			for i := range w {
+				if math.Abs(float64(got[rule][i]-w[i])) > 1e-6*(1+math.Abs(float64(w[i]))) {
+					t.Fatalf("%s graph=%v element %d: CUDA %v, CPU %v", rule, graph, i, got[rule][i], w[i])
+				}
+			}
+		}
+	}
+}
+
+// TestFlatOptimizerStepNoHostTransfers: the vectorized step of every rule,
+// clipping included, reads nothing from the host and copies nothing to it
+// (what a CUDA graph capture needs), checked on the CPU with the guard a
+// capture sets; and it agrees with the exact form up to rounding.
+func TestFlatOptimizerStepNoHostTransfers(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	exact := stepRules(t, CPU, false, false)
+	s := newTestScope(t)
+	p := s.From([]float32{1, -2, 3, 0.5, 4, -1}, 2, 3)
+	p.SetRequiresGrad(true)
+	for _, rule := range []string{RuleAdam, RuleSGD, RuleRMSprop} {
+		opt, err := NewFlatOptimizer([]*Tensor{p}, 2, OptimizerSpec{Rule: rule, LR: 0.1, WeightDecay: 0.01})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Exact = false
+		opt.SetClip(1, []bool{true})
+		opt.SetActive(1, false)
+		if err := opt.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		ls := NewScope()
+		ls.Sum(ls.Mul(p, p), false).Backward()
+		ls.Close()
+		if err := opt.Step(); err != nil { // the first step makes the model index
+			t.Fatal(err)
+		}
+		if err := ForbidHostTransfers(true); err != nil {
+			t.Fatal(err)
+		}
+		mid, _ := HostTransfers()
+		stepErr := opt.Step()
+		after, _ := HostTransfers()
+		if err := ForbidHostTransfers(false); err != nil {
+			t.Fatal(err)
+		}
+		if stepErr != nil || after != mid {
+			t.Errorf("%s: vectorized step under the capture guard: %v, %d host transfers", rule, stepErr, after-mid)
+		}
+		opt.Close()
+	}
+	vec := stepRules(t, CPU, true, false)
+	for rule, w := range exact {
+		for i := range w {
+			if math.Abs(float64(vec[rule][i]-w[i])) > 1e-6*(1+math.Abs(float64(w[i]))) {
+				t.Fatalf("%s element %d: vectorized %v, exact %v", rule, i, vec[rule][i], w[i])
+			}
+		}
 	}
 }
