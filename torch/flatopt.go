@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 )
 
@@ -213,7 +214,7 @@ func (a *FlatOptimizer) SetActive(i int, on bool) { a.active[i], a.dirty = on, t
 func (a *FlatOptimizer) SetClip(maxNorm float64, clipped []bool) {
 	a.maxNorm, a.clipped, a.clipErr = maxNorm, nil, nil
 	switch {
-	case maxNorm < 0 || maxNorm != maxNorm:
+	case maxNorm < 0 || math.IsNaN(maxNorm):
 		a.clipErr = fmt.Errorf("clip: max norm %g (want >= 0)", maxNorm)
 	case maxNorm > 0 && len(clipped) != len(a.per):
 		a.clipErr = fmt.Errorf("clip: %d flags for %d parameters", len(clipped), len(a.per))

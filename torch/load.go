@@ -1,5 +1,6 @@
 // Package torch is m2mix's binding to libtorch: tensors, the operations the
-// paper's models need, autograd and Adam.
+// paper's models and the baselines need, autograd, libtorch's Adam, and
+// FlatOptimizer (Adam, SGD, RMSprop with per-model clipping) for stacked models.
 //
 // The C++ side is a small shim (shim/m2t.cpp) built as a shared library,
 // libm2mix_torch.so, and loaded at run time, so one Go binary built on a

@@ -846,7 +846,7 @@ m2t_err m2t_flat_step(int rule, m2t_tensor params, m2t_tensor grads, m2t_tensor 
         int64_t off = 0;
         for (int i = 0; i < n; off += k * per[i], i++)
           if (clipped[i]) norms.push_back(at::norm(block(g, i, off), 2, {0}, false));
-        auto coef = torch::clamp((at::norm(torch::stack(norms), 2, {0}, false) + 1e-6).reciprocal() * max_norm, c10::nullopt, 1.0);
+        auto coef = torch::clamp_max((at::norm(torch::stack(norms), 2, {0}, false) + 1e-6).reciprocal() * max_norm, 1.0);
         off = 0;
         for (int i = 0; i < n; off += k * per[i], i++)
           if (clipped[i]) block(g, i, off).mul_(coef);
@@ -892,7 +892,7 @@ m2t_err m2t_flat_step(int rule, m2t_tensor params, m2t_tensor grads, m2t_tensor 
     int64_t off = 0;
     for (int i = 0; i < n; off += k * per[i], i++)
       if (clipped[i]) norms.push_back(at::norm(g.narrow(0, off, k * per[i]).view({k, per[i]}), 2, {1}, false));
-    auto coef = torch::clamp((at::norm(torch::stack(norms, 1), 2, {1}, false) + 1e-6).reciprocal() * max_norm, c10::nullopt, 1.0);
+    auto coef = torch::clamp_max((at::norm(torch::stack(norms, 1), 2, {1}, false) + 1e-6).reciprocal() * max_norm, 1.0);
     coef = torch::where(act.to(coef.scalar_type()) > 0, coef, torch::ones({}, coef.options())).unsqueeze(1);
     off = 0;
     for (int i = 0; i < n; off += k * per[i], i++)

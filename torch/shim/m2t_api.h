@@ -86,6 +86,7 @@ typedef char *m2t_err;
 
 /* Element-wise op codes. */
 enum { M2T_NEG, M2T_RELU, M2T_GELU, M2T_EXP, M2T_LOG, M2T_SQRT, M2T_CONTIGUOUS, M2T_CLONE, M2T_DETACH, M2T_TANH, M2T_SIGMOID };
+/* Binary ops; m2t_scalar takes the same codes with a number for b (M2T_CLAMP_MIN: scalar only). */
 enum { M2T_ADD, M2T_SUB, M2T_MUL, M2T_DIV, M2T_MATMUL, M2T_EQ, M2T_POW, M2T_RSUB, M2T_CLAMP_MIN };
 enum { M2T_SUM, M2T_MEAN, M2T_MAX };
 /* In-place ops: copy b into a; a += s*b; a *= s; fill a with s; zero a; a += s. */
