@@ -1,0 +1,552 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/m2mix/m2mix/torch"
+)
+
+// The baselines' cross-implementation test runs every MultiBench baseline
+// configuration against testdata/multibench_reference.py, an independent
+// PyTorch implementation written from ../shared/docs/baselines.md, from the
+// same initial weights (our saveModel of a K = 1 network) and batch. It
+// compares, per tensor: the logits in train mode (BatchNorm on batch
+// statistics) and in eval mode (on the running statistics the train-mode
+// pass left), the loss and its parts (cross-entropy, auxiliary term), every
+// parameter's gradient, BatchNorm's running statistics after the train-mode
+// pass, the gradient norm that clipping sees, and the weights after one
+// step of the configuration's own rule with its learning rate and weight
+// decay, clipped at a max norm small enough that clipping is active (the
+// reference fails otherwise), the network's parameters clipped and an
+// auxiliary module's not.
+
+// baselineConfigs are the MultiBench baselines run through the one builder.
+var baselineConfigs = []string{
+	"late_fusion", "lrtf", "lrtf_trainable", "mi_matrix", "refnet", "cca",
+	"mimic_late_fusion", "mimic_lrtf", "mimic_mi_matrix",
+}
+
+// halfNorm is the max norm these tests clip at instead of the
+// configurations' 8: half the smallest model's gradient norm (rounded to
+// three digits), so clipping is active on every model (the reference
+// asserts so) whatever the untrained network's gradient norm (LRTF's is
+// about 0.2 on the test batch, MI-Matrix's far above 8).
+func halfNorm(totals []float64) float64 {
+	v := slices.Min(totals) / 2
+	e := math.Pow(10, math.Floor(math.Log10(v))-2)
+	return math.Round(v/e) * e
+}
+
+// baselineBatchSize is the test batch: CCA's covariances are 48 x 48 and
+// need more than 48 rows to be of full rank; with fewer, the ridge makes
+// dozens of eigenvalues equal and eigh's gradient (which divides by their
+// differences) is float noise on both sides.
+func baselineBatchSize(name string) int64 {
+	if name == "cca" {
+		return 64
+	}
+	return 16
+}
+
+// baselineInputs is a fixed random batch for k models of cfg's dataset:
+// AV-MNIST images standard normal and audio spectrogram bytes as floats
+// (unnormalised, as crossimpl does), MIMIC-III static (n, 5) and time
+// series (n, 24, 12) standard normal, labels uniform over the classes.
+// Per model i, rows[i] holds that model's flat values per input name (the
+// same rows for every model unless distinct).
+func baselineInputs(cfg *Config, r *rand.Rand, k int, n int64, distinct bool) []map[string][]float32 {
+	shapes := map[string][]int64{"image": {1, 28, 28}, "audio": {1, 112, 112}, "static": {5}, "time": {24, 12}}
+	classes := map[string]int{"avmnist": 10, "mimic": 6}[cfg.Dataset]
+	mods := map[string][]string{"avmnist": {"image", "audio"}, "mimic": {"static", "time"}}[cfg.Dataset]
+	rows := make([]map[string][]float32, k)
+	for i := range rows {
+		if i > 0 && !distinct {
+			rows[i] = rows[0]
+			continue
+		}
+		rows[i] = map[string][]float32{}
+		for _, m := range mods {
+			size := n
+			for _, d := range shapes[m] {
+				size *= d
+			}
+			v := make([]float32, size)
+			for j := range v {
+				if m == "audio" {
+					v[j] = float32(r.IntN(256))
+				} else {
+					v[j] = float32(r.NormFloat64())
+				}
+			}
+			rows[i][m] = v
+		}
+		lab := make([]float32, n)
+		for j := range lab {
+			lab[j] = float32(r.IntN(classes))
+		}
+		rows[i]["label"] = lab
+	}
+	return rows
+}
+
+// batchOf makes a Batch from per-model rows: with perModel, inputs carry
+// the model axis (K, n, ...) and labels are (K, n); otherwise rows[0] is
+// every model's batch.
+func batchOf(s *torch.Scope, rows []map[string][]float32, n int64, perModel bool) Batch {
+	shapes := map[string][]int64{"image": {1, 28, 28}, "audio": {1, 112, 112}, "static": {5}, "time": {24, 12}}
+	use := rows[:1]
+	lead := []int64{n}
+	if perModel {
+		use, lead = rows, []int64{int64(len(rows)), n}
+	}
+	b := Batch{X: map[string]*torch.Tensor{}, PerModel: perModel}
+	for m, shape := range shapes {
+		if _, ok := rows[0][m]; !ok {
+			continue
+		}
+		var v []float32
+		for _, r := range use {
+			v = append(v, r[m]...)
+		}
+		b.X[m] = s.From(v, append(slices.Clone(lead), shape...)...)
+	}
+	var lab []int64
+	for _, r := range use {
+		for _, l := range r["label"] {
+			lab = append(lab, int64(l))
+		}
+	}
+	b.Label = s.From(lab, lead...)
+	return b
+}
+
+// baselineStep is what one training step of a network gives, every tensor
+// stacked over its K models (flat, model-major).
+type baselineStep struct {
+	names, trainable                     []string
+	before, grads, bn, after             map[string][]float32
+	logitsTrain, logitsEval              []float32
+	loss, ce, aux                        []float64 // per model
+	clipTotal                            []float64 // per model: the clipped parameters' gradient norm
+	clip                                 float64   // the max norm clipped at
+	lr, weightDecay                      float64
+	rule                                 string
+	bufferChanged                        []string // buffers (not BatchNorm statistics) the step changed
+	auxNames                             map[string]bool
+	perModelSize                         map[string]int
+	trainableNetwork, trainableAuxiliary int
+}
+
+func isRunningStat(name string) bool {
+	return strings.HasSuffix(name, ".running_mean") || strings.HasSuffix(name, ".running_var")
+}
+
+func float64s(t *testing.T, x *torch.Tensor) []float64 {
+	t.Helper()
+	v, err := x.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func float32s(t *testing.T, x *torch.Tensor) []float32 {
+	t.Helper()
+	v, err := x.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// runBaselineStep takes one training step of net on b as the trainer does
+// (Network.loss in train mode, the configuration's optimiser rule, per-model
+// clipping of the network's parameters at clip), recording what the
+// comparisons need; the train-mode logits and the loss's parts come from a
+// second train-mode pass without autograd, after which the running
+// statistics are put back to what the first pass left.
+func runBaselineStep(t *testing.T, net *Network, b Batch, clipAt func(totals []float64) float64) *baselineStep {
+	t.Helper()
+	cfg := net.Config
+	spec := cfg.optimizer()
+	st := &baselineStep{names: slices.Clone(net.Params.Names), trainable: net.Params.TrainableNames(),
+		before: map[string][]float32{}, grads: map[string][]float32{}, bn: map[string][]float32{}, after: map[string][]float32{},
+		lr: spec.LR, weightDecay: spec.WeightDecay, rule: spec.Rule, auxNames: map[string]bool{}, perModelSize: map[string]int{}}
+	byName := net.Params.ByName()
+	for _, n := range st.names {
+		st.before[n] = float32s(t, byName[n])
+		st.perModelSize[n] = len(st.before[n]) / net.K
+	}
+	opt, err := torch.NewFlatOptimizer(net.Params.Trainable(), net.K, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Close()
+	var clipped []bool
+	for _, n := range st.trainable {
+		aux := strings.HasPrefix(n, auxPrefix)
+		st.auxNames[n] = aux
+		clipped = append(clipped, !aux)
+		if aux {
+			st.trainableAuxiliary++
+		} else {
+			st.trainableNetwork++
+		}
+	}
+	if err := opt.Sync(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := torch.NewScope()
+	defer s.Close()
+	heads := slices.Clone(cfg.Heads)
+	slices.Sort(heads)
+	hw := cfg.HeadWeights(cfg.Loss.WFusion)
+	w := make([]float32, len(heads))
+	for i, h := range heads {
+		w[i] = float32(hw[h])
+	}
+	perModel := net.loss(s, b, Mode{Train: true}, heads, s.From(w, int64(len(w))))
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	st.loss = float64s(t, perModel)
+	for _, n := range st.names {
+		if isRunningStat(n) {
+			st.bn[n] = float32s(t, byName[n])
+		}
+	}
+	if err := opt.ZeroGrad(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sum(perModel, false).Backward(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.trainable {
+		g := s.Grad(byName[n])
+		if g == nil {
+			t.Fatalf("%s: no gradient", n)
+		}
+		st.grads[n] = float32s(t, g)
+	}
+	for k := 0; k < net.K; k++ {
+		sum := 0.0
+		for _, n := range st.trainable {
+			if st.auxNames[n] {
+				continue
+			}
+			per := st.perModelSize[n]
+			for _, g := range st.grads[n][k*per : (k+1)*per] {
+				sum += float64(g) * float64(g)
+			}
+		}
+		st.clipTotal = append(st.clipTotal, math.Sqrt(sum))
+	}
+	st.clip = clipAt(st.clipTotal)
+	opt.SetClip(st.clip, clipped)
+
+	if len(heads) != 1 {
+		t.Fatalf("%s: heads %v, the baselines have one", cfg.Name, heads)
+	}
+	if err := torch.NoGrad(func() {
+		es := torch.NewScope()
+		defer es.Close()
+		r := net.forward(es, b, Mode{Train: true})
+		logits := r.logits[heads[0]]
+		st.logitsTrain = float32s(t, logits)
+		st.ce = float64s(t, modelCE(es, logits, b.Label, net.K, b.PerModel, torch.ReduceMean))
+		st.aux = make([]float64, net.K)
+		for _, a := range net.Aux {
+			for k, v := range float64s(t, a.Loss(es, r, b, net.K)) {
+				st.aux[k] += v
+			}
+		}
+		for n, v := range st.bn {
+			shape, _ := byName[n].Shape()
+			if err := byName[n].CopyFrom(es.From(v, shape...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st.logitsEval = float32s(t, net.Forward(es, b, Mode{})[heads[0]])
+		if err := es.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := opt.Step(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.names {
+		st.after[n] = float32s(t, byName[n])
+		if net.Params.buffers[n] && !isRunningStat(n) && !slices.Equal(st.after[n], st.before[n]) {
+			st.bufferChanged = append(st.bufferChanged, n)
+		}
+	}
+	return st
+}
+
+// stepUnit is the first step's update direction per rule for the
+// effective gradient g (clipped, weight decay added), the step being
+// w - lr * unit(g): SGD g; RMSprop g / (sqrt(0.01 g^2) + eps); Adam, whose
+// bias corrections cancel on the first step, g / (|g| + eps).
+func stepUnit(rule string, g float64) float64 {
+	const eps = 1e-8
+	switch rule {
+	case torch.RuleRMSprop:
+		return g / (math.Sqrt(0.01*g*g) + eps)
+	case torch.RuleAdam:
+		return g / (math.Abs(g) + eps)
+	}
+	return g
+}
+
+// checkFirstStep checks one parameter's weights after the first step
+// element by element (see checkFirstAdamStep, which this generalises to the
+// three rules): PyTorch's must be w - lr*unit(coefRef*gRef + wd*w) to a few
+// float32 ulps, and ours may differ from PyTorch's by what our own
+// effective gradient's difference explains through unit (which amplifies
+// RMSprop's and Adam's near eps) plus that rounding, for a clipping
+// coefficient anywhere in coefOurs (low, high).
+func checkFirstStep(rule string, lr, wd float64, before, ours, ref, gOurs, gRef []float32, coefOurs [2]float64, coefRef float64) error {
+	for i := range before {
+		w := float64(before[i])
+		uRef := stepUnit(rule, coefRef*float64(gRef[i])+wd*w)
+		rounding := 8 * 0x1p-24 * (math.Abs(w) + lr*math.Abs(uRef))
+		if d := math.Abs(float64(ref[i]) - (w - lr*uRef)); d > rounding {
+			return fmt.Errorf("element %d: PyTorch's weight is %.9g, the %s rule gives %.9g (off by %.3g)", i, ref[i], rule, w-lr*uRef, d)
+		}
+		// unit is monotone, so over our coefficient's interval the
+		// difference is largest at an end.
+		explained := 0.0
+		for _, c := range coefOurs {
+			explained = math.Max(explained, lr*math.Abs(stepUnit(rule, c*float64(gOurs[i])+wd*w)-uRef))
+		}
+		if d := math.Abs(float64(ours[i]) - float64(ref[i])); d > explained+2*rounding {
+			return fmt.Errorf("element %d: ours %.9g, PyTorch %.9g: %.3g apart, the gradients (%.9g vs %.9g) explain %.3g",
+				i, ours[i], ref[i], d, gOurs[i], gRef[i], explained)
+		}
+	}
+	return nil
+}
+
+// clipNormTol bounds the relative difference between our gradient norm
+// (summed here in float64) and the one clip_grad_norm_ reports: PyTorch
+// sums squares in float32, over up to 2.2 million elements (MI-Matrix's W),
+// which alone moves it by up to 4e-5 (measured on MI-Matrix; the per-tensor
+// gradients agree to 3e-6). Our shim clips with the same float32 norms, so
+// the coefficient our step used is taken to lie within this of PyTorch's.
+const clipNormTol = 1e-4
+
+// clipCoef is clip_grad_norm_'s factor for a gradient norm total.
+func clipCoef(maxNorm, total float64) float64 { return math.Min(1, maxNorm/(total+1e-6)) }
+
+// TestBaselinesCrossImplementationTorch compares every baseline
+// configuration with the PyTorch reference (see the top of this file).
+func TestBaselinesCrossImplementationTorch(t *testing.T) {
+	requireTorchPython(t)
+	if err := torch.SetThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	type jobCase struct {
+		Config string  `json:"config"`
+		Init   string  `json:"init"`
+		Inputs string  `json:"inputs"`
+		Out    string  `json:"out"`
+		Clip   float64 `json:"clip"`
+	}
+	var job struct {
+		Cases []jobCase `json:"cases"`
+	}
+	ours := map[string]*baselineStep{}
+	root := t.TempDir()
+	for ci, name := range baselineConfigs {
+		cfg, err := LoadConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		net, err := NewNetwork(cfg, []uint64{11}, torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := saveModel(filepath.Join(dir, "init.safetensors"), net, 0, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		n := baselineBatchSize(name)
+		rows := baselineInputs(cfg, rand.New(rand.NewPCG(2025, uint64(ci))), 1, n, false)
+		s := torch.NewScope()
+		b := batchOf(s, rows, n, false)
+		inputs := map[string]*torch.Tensor{"label": b.Label}
+		maps.Copy(inputs, b.X)
+		if err := torch.SaveSafetensors(filepath.Join(dir, "inputs.safetensors"), inputs, nil); err != nil {
+			t.Fatal(err)
+		}
+		ours[name] = runBaselineStep(t, net, b, halfNorm)
+		s.Close()
+		net.Close()
+		job.Cases = append(job.Cases, jobCase{Config: name, Init: filepath.Join(dir, "init.safetensors"),
+			Inputs: filepath.Join(dir, "inputs.safetensors"), Out: filepath.Join(dir, "torch.safetensors"), Clip: ours[name].clip})
+	}
+	jobPath := filepath.Join(root, "job.json")
+	jb, _ := json.Marshal(job)
+	if err := os.WriteFile(jobPath, jb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runPython(t, 3*time.Minute, "multibench_reference.py", jobPath)
+
+	for i, name := range baselineConfigs {
+		c := ours[name]
+		t.Run(name, func(t *testing.T) {
+			s := torch.NewScope()
+			defer s.Close()
+			ref, meta, err := torch.LoadSafetensors(s, job.Cases[i].Out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			get := func(key string) []float32 {
+				tt, ok := ref[key]
+				if !ok {
+					t.Fatalf("PyTorch output has no %q", key)
+				}
+				return float32s(t, tt)
+			}
+			scalar := func(key string) float64 { return float64s(t, ref[key])[0] }
+
+			// Same tensors, same trainable set, same optimiser hyperparameters.
+			var refNames []string
+			for k := range ref {
+				if n, ok := strings.CutPrefix(k, "after."); ok {
+					refNames = append(refNames, n)
+				}
+			}
+			if got, want := slices.Sorted(slices.Values(c.names)), slices.Sorted(slices.Values(refNames)); !slices.Equal(got, want) {
+				t.Fatalf("tensor names differ:\n ours  %v\n torch %v", got, want)
+			}
+			if got, want := slices.Sorted(slices.Values(c.trainable)), slices.Sorted(strings.SplitSeq(meta["trainable"], ",")); !slices.Equal(got, want) {
+				t.Fatalf("trainable parameters differ:\n ours  %v\n torch %v", got, want)
+			}
+			if c.rule != meta["rule"] || fmt.Sprint(c.lr) != fmt.Sprint(mustFloat(t, meta["lr"])) ||
+				fmt.Sprint(c.weightDecay) != fmt.Sprint(mustFloat(t, meta["weight_decay"])) {
+				t.Errorf("optimiser: ours %s lr %g wd %g, baselines.md %s lr %s wd %s", c.rule, c.lr, c.weightDecay, meta["rule"], meta["lr"], meta["weight_decay"])
+			}
+			if len(c.bufferChanged) > 0 {
+				t.Errorf("the step changed buffers %v", c.bufferChanged)
+			}
+
+			report := map[string]float64{}
+			check := func(what string, got, want []float32, tol float64) {
+				t.Helper()
+				if len(got) != len(want) {
+					t.Errorf("%s: %d values, PyTorch %d", what, len(got), len(want))
+					return
+				}
+				rel, maxAbs := relErr(got, want)
+				kind, _, _ := strings.Cut(what, " ")
+				report[kind] = math.Max(report[kind], rel)
+				if !(rel <= tol) {
+					t.Errorf("%s: relative error %.3g > %g (max abs %.3g)", what, rel, tol, maxAbs)
+				}
+			}
+			check("logits.train", c.logitsTrain, get("logits.train"), crossTol)
+			check("logits.eval", c.logitsEval, get("logits.eval"), crossTol)
+			for _, term := range []struct {
+				key string
+				got float64
+			}{{"loss", c.loss[0]}, {"ce", c.ce[0]}, {"aux", c.aux[0]}} {
+				want := scalar(term.key)
+				if want == 0 {
+					if term.got != 0 {
+						t.Errorf("%s: ours %.9g, PyTorch 0", term.key, term.got)
+					}
+					continue
+				}
+				if d := math.Abs(term.got-want) / math.Abs(want); !(d <= crossTol) {
+					t.Errorf("%s: ours %.9g, PyTorch %.9g (relative %.3g)", term.key, term.got, want, d)
+				}
+			}
+			if wantAux := name == "refnet" || name == "cca"; wantAux != (scalar("aux") != 0) {
+				t.Errorf("auxiliary term %.9g, expected one: %v", scalar("aux"), wantAux)
+			}
+			for n := range c.bn {
+				check("running-stat "+n, c.bn[n], get("bn."+n), crossTol)
+				if moved, _ := relErr(c.bn[n], c.before[n]); moved < 10*crossTol {
+					t.Errorf("%s: the train-mode pass moved it by only %.3g", n, moved)
+				}
+			}
+			for _, n := range c.trainable {
+				check("gradient "+n, c.grads[n], get("grad."+n), crossTol)
+			}
+
+			totalRef := scalar("clip.total")
+			if d := math.Abs(c.clipTotal[0]-totalRef) / totalRef; !(d <= clipNormTol) {
+				t.Errorf("gradient norm for clipping: ours %.9g, PyTorch %.9g (relative %.3g)", c.clipTotal[0], totalRef, d)
+			}
+			if !(totalRef > c.clip) {
+				t.Fatalf("gradient norm %.3g does not exceed the max norm %g: clipping untested", totalRef, c.clip)
+			}
+			coefRef := clipCoef(c.clip, totalRef)
+			coefOurs := [2]float64{clipCoef(c.clip, totalRef*(1+clipNormTol)), clipCoef(c.clip, totalRef*(1-clipNormTol))}
+			var moveNum, moveDen float64
+			for _, n := range c.trainable {
+				co, cr := coefOurs, coefRef
+				if c.auxNames[n] {
+					co, cr = [2]float64{1, 1}, 1 // not clipped
+				}
+				want := get("after." + n)
+				if err := checkFirstStep(c.rule, c.lr, c.weightDecay, c.before[n], c.after[n], want, c.grads[n], get("grad."+n), co, cr); err != nil {
+					t.Errorf("%s after the step: %v", n, err)
+				}
+				check("step "+n, diff(c.after[n], c.before[n]), diff(want, c.before[n]), math.Inf(1))
+				for j, v := range want {
+					d := float64(v) - float64(c.before[n][j])
+					moveNum += d * d
+					w := float64(c.before[n][j])
+					moveDen += math.Pow(8*0x1p-24*math.Abs(w), 2)
+				}
+			}
+			// The step must be far above the rounding the element check allows, or a wrong update could pass.
+			if math.Sqrt(moveNum) < 100*math.Sqrt(moveDen) {
+				t.Errorf("the PyTorch step (norm %.3g) is not far above float32 rounding of the weights (%.3g)", math.Sqrt(moveNum), math.Sqrt(moveDen))
+			}
+			for _, n := range c.names {
+				if !slices.Contains(c.trainable, n) {
+					check("buffer-after "+n, c.after[n], get("after."+n), crossTol)
+				}
+			}
+			t.Logf("%s (%s lr %g wd %g, %d network + %d auxiliary tensors, clip norm %.4g -> %g): loss %.9g vs %.9g (ce %.6g, aux %.6g); worst relative errors %v",
+				name, c.rule, c.lr, c.weightDecay, c.trainableNetwork, c.trainableAuxiliary, totalRef, c.clip, c.loss[0], scalar("loss"), c.ce[0], c.aux[0], fmtReport(report))
+		})
+	}
+}
+
+func mustFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	var v float64
+	if _, err := fmt.Sscan(s, &v); err != nil {
+		t.Fatalf("metadata value %q: %v", s, err)
+	}
+	return v
+}
+
+func fmtReport(r map[string]float64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r)) {
+		parts = append(parts, fmt.Sprintf("%s %.2e", k, r[k]))
+	}
+	return strings.Join(parts, ", ")
+}
