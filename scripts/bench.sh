@@ -17,3 +17,9 @@ OMP_NUM_THREADS=2 /usr/bin/python3 ../shared/bench/torch_m2mixer.py M "$N" cpu
 M2MIX_BENCH_N=$N go test -run '^$' -bench '^BenchmarkTrainEpoch$' -benchtime 1x ./model/ | grep Benchmark
 echo "## seed-batched training: K=10 M2-Mixer_M models in lockstep, $N samples"
 M2MIX_BENCH_N=$N M2MIX_BENCH_K=10 go test -run '^$' -bench 'TrainEpochSeedBatch' -benchtime 1x ./model/ | grep Benchmark
+echo "## MultiBench's baselines: one training epoch, PyTorch eager (the cross-check's reference modules) beside m2mix"
+for c in late_fusion lrtf mi_matrix refnet cca mimic_late_fusion mimic_lrtf mimic_mi_matrix; do
+	n=${BASELINE_N:-1600}
+	(cd model/testdata && /usr/bin/python3 bench_multibench.py "$c" "$n")
+	M2MIX_BENCH_CONFIG=$c M2MIX_BENCH_N=$n go test -run '^$' -bench '^BenchmarkTrainEpoch$' -benchtime 1x ./model/ | grep Benchmark
+done
