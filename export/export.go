@@ -166,7 +166,7 @@ func Checkpoint(o Options) (*Result, error) {
 
 	switch format {
 	case FormatTorch:
-		err = writeTorch(o.Out, order, out)
+		err = WriteStateDict(o.Out, order, out)
 	case FormatSafetensors:
 		m := map[string]string{
 			"format":              "pt", // what safetensors' own torch writer records

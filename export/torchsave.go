@@ -100,10 +100,10 @@ func contiguousStride(shape []int64) []int64 {
 	return stride
 }
 
-// writeTorch writes the tensors, in the order of names, to path atomically
+// WriteStateDict writes the tensors, in the order of names, to path atomically
 // as torch.save would write an OrderedDict of them: the file
 // torch.load(path) reads back as a state dict.
-func writeTorch(path string, names []string, tensors map[string]torch.RawTensor) error {
+func WriteStateDict(path string, names []string, tensors map[string]torch.RawTensor) error {
 	pkl, err := statePickle(names, tensors)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", path, err)
