@@ -136,39 +136,7 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 
 	s := torch.NewScope()
 	defer s.Close()
-	r := rand.New(rand.NewPCG(2024, uint64(len(name))))
-	normal := func(n int64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
-	classes := map[string]int{"avmnist": 10, "mimic": 6}[cfg.Dataset]
-	labels := make([]int64, batch)
-	for i := range labels {
-		labels[i] = int64(r.IntN(classes))
-	}
-	b := Batch{X: map[string]*torch.Tensor{}, Label: s.From(labels, batch)}
-	inputs := map[string]*torch.Tensor{"label": b.Label}
-	switch cfg.Dataset {
-	case "avmnist":
-		b.X["image"] = s.From(normal(batch*28*28), batch, 1, 28, 28)
-		aud := make([]float32, batch*112*112)
-		for i := range aud {
-			aud[i] = float32(r.IntN(256)) // spectrogram bytes as floats, unnormalised
-		}
-		b.X["audio"] = s.From(aud, batch, 1, 112, 112)
-	case "mimic":
-		b.X["static"] = s.From(normal(batch*5), batch, 5)
-		b.X["time"] = s.From(normal(batch*24*12), batch, 24, 12)
-	}
-	for name, x := range b.X {
-		inputs[name] = x
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
+	b, inputs := randomBatch(t, s, cfg, rand.New(rand.NewPCG(2024, uint64(len(name)))), batch)
 	if err := torch.SaveSafetensors(filepath.Join(c.dir, "inputs.safetensors"), inputs, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +219,46 @@ func prepareCrossCase(t *testing.T, name string, batch int64) *crossCase {
 		}
 	}
 	return c
+}
+
+// randomBatch makes a batch of batch random rows for cfg's dataset (normal
+// inputs, spectrogram bytes as unnormalised floats, uniform labels) and the
+// same tensors by name ("label" and the modalities), for the Python side.
+func randomBatch(t *testing.T, s *torch.Scope, cfg *Config, r *rand.Rand, batch int64) (Batch, map[string]*torch.Tensor) {
+	t.Helper()
+	normal := func(n int64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	classes := map[string]int{"avmnist": 10, "mimic": 6}[cfg.Dataset]
+	labels := make([]int64, batch)
+	for i := range labels {
+		labels[i] = int64(r.IntN(classes))
+	}
+	b := Batch{X: map[string]*torch.Tensor{}, Label: s.From(labels, batch)}
+	inputs := map[string]*torch.Tensor{"label": b.Label}
+	switch cfg.Dataset {
+	case "avmnist":
+		b.X["image"] = s.From(normal(batch*28*28), batch, 1, 28, 28)
+		aud := make([]float32, batch*112*112)
+		for i := range aud {
+			aud[i] = float32(r.IntN(256)) // spectrogram bytes as floats, unnormalised
+		}
+		b.X["audio"] = s.From(aud, batch, 1, 112, 112)
+	case "mimic":
+		b.X["static"] = s.From(normal(batch*5), batch, 5)
+		b.X["time"] = s.From(normal(batch*24*12), batch, 24, 12)
+	}
+	for name, x := range b.X {
+		inputs[name] = x
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b, inputs
 }
 
 // relErr is ||a-b|| / ||b|| (b the reference) and the largest |a_i - b_i|.

@@ -38,26 +38,26 @@ func stDType(name string) (DType, bool) {
 	return 0, false
 }
 
+// RawTensor is one tensor of a safetensors file as its little-endian bytes:
+// what code that must not need libtorch (an export of a checkpoint) reads
+// and writes with ReadSafetensors and WriteSafetensors.
+type RawTensor struct {
+	DType DType
+	Shape []int64
+	Data  []byte
+}
+
 // SaveSafetensors writes named tensors (copied to the CPU) and string
 // metadata to path atomically. Tensors are stored in name order; the
 // metadata also records the file's checksum (ChecksumKey).
 func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]string) error {
-	names := make([]string, 0, len(tensors))
-	for n := range tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	header := map[string]any{}
-	blobs := make([][]byte, len(names))
-	var off int64
-	for i, n := range names {
-		t := tensors[n]
+	raw := make(map[string]RawTensor, len(tensors))
+	for n, t := range tensors {
 		dt, err := t.DType()
 		if err != nil {
 			return fmt.Errorf("save %s: tensor %q: %w", path, n, err)
 		}
-		name, ok := stNames[dt]
-		if !ok {
+		if _, ok := stNames[dt]; !ok {
 			return fmt.Errorf("save %s: tensor %q: dtype %v", path, n, dt)
 		}
 		shape, err := t.Shape()
@@ -69,9 +69,39 @@ func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]st
 		if err := t.copyOut(slicePtr(b), int(numel), dt); err != nil {
 			return fmt.Errorf("save %s: tensor %q: %w", path, n, err)
 		}
-		blobs[i] = b
-		header[n] = stEntry{DType: name, Shape: shape, Offsets: [2]int64{off, off + int64(len(b))}}
-		off += int64(len(b))
+		raw[n] = RawTensor{DType: dt, Shape: shape, Data: b}
+	}
+	return WriteSafetensors(path, raw, meta)
+}
+
+// WriteSafetensors writes raw tensors and string metadata to path
+// atomically, as SaveSafetensors does (name order, the checksum in the
+// metadata). It needs no libtorch.
+func WriteSafetensors(path string, tensors map[string]RawTensor, meta map[string]string) error {
+	names := make([]string, 0, len(tensors))
+	for n := range tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	header := map[string]any{}
+	blobs := make([][]byte, len(names))
+	var off int64
+	for i, n := range names {
+		t := tensors[n]
+		name, ok := stNames[t.DType]
+		if !ok {
+			return fmt.Errorf("save %s: tensor %q: dtype %v", path, n, t.DType)
+		}
+		numel := int64(1)
+		for _, d := range t.Shape {
+			numel *= d
+		}
+		if numel*int64(t.DType.Size()) != int64(len(t.Data)) {
+			return fmt.Errorf("save %s: tensor %q: %d bytes for shape %v %s", path, n, len(t.Data), t.Shape, name)
+		}
+		blobs[i] = t.Data
+		header[n] = stEntry{DType: name, Shape: t.Shape, Offsets: [2]int64{off, off + int64(len(t.Data))}}
+		off += int64(len(t.Data))
 	}
 	// The checksum covers the exact bytes written: the header with a
 	// placeholder where the checksum goes, then the data.
@@ -116,6 +146,26 @@ func SaveSafetensors(path string, tensors map[string]*Tensor, meta map[string]st
 
 // LoadSafetensors reads a safetensors file into CPU tensors owned by s.
 func LoadSafetensors(s *Scope, path string) (map[string]*Tensor, map[string]string, error) {
+	raw, meta, err := ReadSafetensors(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string]*Tensor, len(raw))
+	for name, t := range raw {
+		out[name] = s.fromBytes(t.Data, t.DType, t.Shape)
+	}
+	if s.Err() != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, s.Err())
+	}
+	return out, meta, nil
+}
+
+// ReadSafetensors reads a safetensors file's tensors as bytes, without
+// libtorch. When the header holds a checksum (ChecksumKey) it must match
+// the file's content, and it is returned with the metadata; a file without
+// one comes back without that key, so a caller that requires verified files
+// checks for it.
+func ReadSafetensors(path string) (map[string]RawTensor, map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -144,7 +194,7 @@ func LoadSafetensors(s *Scope, path string) (map[string]*Tensor, map[string]stri
 	dataStart := 8 + int64(hlen)
 	dataLen := st.Size() - dataStart
 	meta := map[string]string{}
-	out := map[string]*Tensor{}
+	entries := map[string]stEntry{}
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &meta); err != nil {
@@ -172,28 +222,28 @@ func LoadSafetensors(s *Scope, path string) (map[string]*Tensor, map[string]stri
 			return nil, nil, fmt.Errorf("load %s: tensor %q: byte range [%d,%d) does not fit shape %v %s in %d data bytes",
 				path, name, lo, hi, e.Shape, e.DType, dataLen)
 		}
-		b := make([]byte, hi-lo)
-		if _, err := f.ReadAt(b, dataStart+lo); err != nil {
-			return nil, nil, fmt.Errorf("load %s: tensor %q: %w", path, name, err)
-		}
-		out[name] = s.fromBytes(b, dt, e.Shape)
+		entries[name] = e
 	}
-	if s.Err() != nil {
-		return nil, nil, fmt.Errorf("load %s: %w", path, s.Err())
+	// Every range fits the file, so the data (at most the file) is read once.
+	data := make([]byte, dataLen)
+	if _, err := f.ReadAt(data, dataStart); err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	if at := checksumAt(hb); at >= 0 {
 		want := string(hb[at : at+64])
 		blank := append([]byte(nil), hb...)
 		copy(blank[at:], placeholder)
-		data := make([]byte, dataLen)
-		if _, err := f.ReadAt(data, dataStart); err != nil {
-			return nil, nil, fmt.Errorf("load %s: %w", path, err)
-		}
 		if got := contentSum(blank, [][]byte{data}); got != want || meta[ChecksumKey] != want {
 			return nil, nil, fmt.Errorf("load %s: corrupt: its content has sha256 %s, its header records %s", path, got, want)
 		}
 	} else {
 		delete(meta, ChecksumKey) // not where SaveSafetensors puts it: not a verified file
+	}
+	out := make(map[string]RawTensor, len(entries))
+	for name, e := range entries {
+		dt, _ := stDType(e.DType)
+		lo, hi := e.Offsets[0], e.Offsets[1]
+		out[name] = RawTensor{DType: dt, Shape: e.Shape, Data: data[lo:hi:hi]}
 	}
 	return out, meta, nil
 }

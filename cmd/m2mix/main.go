@@ -41,6 +41,8 @@ func newRootCmd() *cobra.Command {
 		newConfigsCmd(),
 		newReportCmd(),
 		newAuditCmd(),
+		newExportCmd(),
+		newExportNPYCmd(),
 	)
 	return root
 }
