@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,12 +134,23 @@ func prepareExportCase(t *testing.T, name string, batch int64) *exportCase {
 	}); err != nil || ferr != nil {
 		t.Fatal(err, ferr)
 	}
+	// The sizes the reference classes take: a mixer encoder's (every mixer
+	// encoder of a configuration has the same) and the fusion's.
+	var enc, fus Part
+	for _, m := range net.Modalities {
+		if e := cfg.Network.Encoders[m.Name]; strings.HasSuffix(e.Type, "-mixer") {
+			enc = e
+		}
+	}
+	if cfg.Network.Fusion != nil {
+		fus = *cfg.Network.Fusion
+	}
 	c.job = map[string]any{
 		"class": arch.Class,
 		"sizes": map[string]any{
-			"hidden": cfg.Hidden, "token_dim": cfg.TokenDim, "channel_dim": cfg.ChannelDim, "blocks": cfg.EncoderBlocks,
-			"fusion_blocks": cfg.FusionBlocks, "fusion_token_dim": cfg.FusionTokenDim, "fusion_channel_dim": cfg.FusionChannelDim,
-			"dropout": cfg.Dropout,
+			"hidden": enc.Hidden, "token_dim": enc.TokenDim, "channel_dim": enc.ChannelDim, "blocks": enc.Blocks,
+			"fusion_blocks": fus.Blocks, "fusion_token_dim": fus.TokenDim, "fusion_channel_dim": fus.ChannelDim,
+			"dropout": enc.Dropout,
 		},
 		"torch": pt, "safetensors": st,
 		"inputs": filepath.Join(c.dir, "inputs.safetensors"), "out": filepath.Join(c.dir, "torch_logits.safetensors"),
