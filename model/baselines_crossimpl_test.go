@@ -364,6 +364,7 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	type jobCase struct {
+		Part   string  `json:"part,omitempty"`
 		Config string  `json:"config"`
 		Init   string  `json:"init"`
 		Inputs string  `json:"inputs"`
@@ -406,6 +407,14 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 		job.Cases = append(job.Cases, jobCase{Config: name, Init: filepath.Join(dir, "init.safetensors"),
 			Inputs: filepath.Join(dir, "inputs.safetensors"), Out: filepath.Join(dir, "torch.safetensors"), Clip: ours[name].clip})
 	}
+	// The GRU alone (nn.GRU against the unrolled cell), weights and
+	// inputs as above, the gradient of a fixed weighting of every step's
+	// output: it isolates the recurrence from the MLP, fusion and head.
+	gruDir := filepath.Join(root, "gru")
+	gru := prepareGRUCase(t, gruDir)
+	job.Cases = append(job.Cases, jobCase{Part: "gru", Config: "mimic_late_fusion", Init: filepath.Join(gruDir, "init.safetensors"),
+		Inputs: filepath.Join(gruDir, "inputs.safetensors"), Out: filepath.Join(gruDir, "torch.safetensors")})
+
 	jobPath := filepath.Join(root, "job.json")
 	jb, _ := json.Marshal(job)
 	if err := os.WriteFile(jobPath, jb, 0o644); err != nil {
@@ -413,6 +422,7 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 	}
 	runPython(t, 3*time.Minute, "multibench_reference.py", jobPath)
 
+	t.Run("gru", func(t *testing.T) { gru.compare(t, filepath.Join(gruDir, "torch.safetensors")) })
 	for i, name := range baselineConfigs {
 		c := ours[name]
 		t.Run(name, func(t *testing.T) {
@@ -536,6 +546,95 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 				name, c.rule, c.lr, c.weightDecay, c.trainableNetwork, c.trainableAuxiliary, totalRef, c.clip, c.loss[0], scalar("loss"), c.ce[0], c.aux[0], fmtReport(report))
 		})
 	}
+}
+
+// gruCase is our GRU encoder's side of the GRU-only comparison.
+type gruCase struct {
+	out   []float32
+	grads map[string][]float32
+}
+
+func prepareGRUCase(t *testing.T, dir string) *gruCase {
+	t.Helper()
+	cfg, err := LoadConfig("mimic_late_fusion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	net, err := NewNetwork(cfg, []uint64{5}, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	if err := saveModel(filepath.Join(dir, "init.safetensors"), net, 0, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	r := rand.New(rand.NewPCG(3, 4))
+	normal := func(k int) []float32 {
+		v := make([]float32, k)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.From(normal(n*24*12), n, 24, 12)
+	w := s.From(normal(n*24*30), n, 24, 30)
+	if err := torch.SaveSafetensors(filepath.Join(dir, "inputs.safetensors"), map[string]*torch.Tensor{"time": x, "R": w}, nil); err != nil {
+		t.Fatal(err)
+	}
+	idx := slices.IndexFunc(net.Modalities, func(m ModalitySpec) bool { return m.Name == "time" })
+	if _, ok := net.Encoders[idx].(GRU); !ok {
+		t.Fatalf("mimic_late_fusion's time encoder is a %T, not the GRU", net.Encoders[idx])
+	}
+	out := net.Encoders[idx].Forward(s, x, false, Mode{Train: true}) // (1, n, 24, 30)
+	loss := s.Sum(s.Mul(s.Reshape(out, n, 24, 30), w), false)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	c := &gruCase{out: float32s(t, out), grads: map[string][]float32{}}
+	for i, name := range net.Params.Names {
+		if strings.HasPrefix(name, "time.gru.") {
+			c.grads[name] = float32s(t, s.Grad(net.Params.Tensors[i]))
+		}
+	}
+	if len(c.grads) != 4 {
+		t.Fatalf("GRU parameters %v, want weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0", slices.Sorted(maps.Keys(c.grads)))
+	}
+	return c
+}
+
+func (c *gruCase) compare(t *testing.T, path string) {
+	s := torch.NewScope()
+	defer s.Close()
+	ref, _, err := torch.LoadSafetensors(s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	check := func(what string, got []float32, key string) {
+		want := float32s(t, ref[key])
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d values, PyTorch %d", what, len(got), len(want))
+		}
+		rel, maxAbs := relErr(got, want)
+		worst = math.Max(worst, rel)
+		if !(rel <= crossTol) {
+			t.Errorf("%s: relative error %.3g > %g (max abs %.3g)", what, rel, crossTol, maxAbs)
+		}
+	}
+	check("outputs", c.out, "out")
+	for _, n := range slices.Sorted(maps.Keys(c.grads)) {
+		check("gradient "+n, c.grads[n], "grad."+n)
+	}
+	t.Logf("GRU alone vs nn.GRU: outputs and 4 gradients, worst relative error %.2e", worst)
 }
 
 func mustFloat(t *testing.T, s string) float64 {
