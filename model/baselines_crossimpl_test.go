@@ -28,12 +28,17 @@ import (
 // step of the configuration's own rule with its learning rate and weight
 // decay, clipped at a max norm small enough that clipping is active (the
 // reference fails otherwise), the network's parameters clipped and an
-// auxiliary module's not.
+// auxiliary module's not. The reference takes each baseline's optimiser,
+// learning rate and weight decay from baselines.md, not from our
+// configuration files, so those are checked too. Both sides run one
+// intra-op thread.
 
 // baselineConfigs are the MultiBench baselines run through the one builder.
-var baselineConfigs = []string{
-	"late_fusion", "lrtf", "lrtf_trainable", "mi_matrix", "refnet", "cca",
-	"mimic_late_fusion", "mimic_lrtf", "mimic_mi_matrix",
+func baselineConfigs() []string {
+	return []string{
+		"late_fusion", "lrtf", "lrtf_trainable", "mi_matrix", "refnet", "cca",
+		"mimic_late_fusion", "mimic_lrtf", "mimic_mi_matrix",
+	}
 }
 
 // halfNorm is the max norm these tests clip at instead of the
@@ -376,7 +381,7 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 	}
 	ours := map[string]*baselineStep{}
 	root := t.TempDir()
-	for ci, name := range baselineConfigs {
+	for ci, name := range baselineConfigs() {
 		cfg, err := LoadConfig(name)
 		if err != nil {
 			t.Fatal(err)
@@ -423,7 +428,7 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 	runPython(t, 3*time.Minute, "multibench_reference.py", jobPath)
 
 	t.Run("gru", func(t *testing.T) { gru.compare(t, filepath.Join(gruDir, "torch.safetensors")) })
-	for i, name := range baselineConfigs {
+	for i, name := range baselineConfigs() {
 		c := ours[name]
 		t.Run(name, func(t *testing.T) {
 			s := torch.NewScope()
@@ -525,7 +530,11 @@ func TestBaselinesCrossImplementationTorch(t *testing.T) {
 				if err := checkFirstStep(c.rule, c.lr, c.weightDecay, c.before[n], c.after[n], want, c.grads[n], get("grad."+n), co, cr); err != nil {
 					t.Errorf("%s after the step: %v", n, err)
 				}
-				check("step "+n, diff(c.after[n], c.before[n]), diff(want, c.before[n]), math.Inf(1))
+				// Reported, not checked: RMSprop's and Adam's first steps
+				// turn float noise in gradients near eps into moves of up to
+				// lr (checkFirstStep bounds them element by element).
+				stepRel, _ := relErr(diff(c.after[n], c.before[n]), diff(want, c.before[n]))
+				report["step"] = math.Max(report["step"], stepRel)
 				for j, v := range want {
 					d := float64(v) - float64(c.before[n][j])
 					moveNum += d * d
@@ -690,7 +699,7 @@ func TestBaselinesSeedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	seeds := []uint64{11, 12}
-	for ci, name := range baselineConfigs {
+	for ci, name := range baselineConfigs() {
 		cfg, err := LoadConfig(name)
 		if err != nil {
 			t.Fatal(err)
