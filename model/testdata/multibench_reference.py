@@ -28,6 +28,7 @@ decay). It writes, in safetensors:
   clip.total                      the clipped parameters' gradient norm before clipping
 
 and in the metadata the trainable parameter names (comma separated).
+A case with "part": "gru" runs the GRU encoder alone instead (run_gru_case).
 One intra-op thread, as the Go side, so results do not depend on cores.
 """
 
@@ -379,6 +380,29 @@ def run_case(case):
     write_safetensors(case["out"], res, meta)
 
 
+class GRUOnly(nn.Module):
+    """The MIMIC-III time-series encoder alone, under its checkpoint names."""
+
+    def __init__(self):
+        super().__init__()
+        self.time = GRUEncoder(12, 30)
+
+
+def run_gru_case(case):
+    """nn.GRU alone: every step's output on the case's "time" input and the
+    gradients of sum(output * R), R a fixed weighting of the outputs."""
+    model = GRUOnly()
+    init = {k: torch.from_numpy(v) for k, v in read_safetensors(case["init"]).items() if k.startswith("time.")}
+    model.load_state_dict(init, strict=True)
+    batch = {k: torch.from_numpy(v) for k, v in read_safetensors(case["inputs"]).items()}
+    out = model.time(batch["time"])
+    (out * batch["R"]).sum().backward()
+    res = {"out": out.detach().numpy()}
+    for k, p in model.named_parameters():
+        res["grad." + k] = p.grad.numpy().copy()
+    write_safetensors(case["out"], res, {"torch": torch.__version__})
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit("usage: multibench_reference.py JOB.json")
@@ -386,7 +410,10 @@ def main():
     with open(sys.argv[1]) as f:
         job = json.load(f)
     for case in job["cases"]:
-        run_case(case)
+        if case.get("part") == "gru":
+            run_gru_case(case)
+        else:
+            run_case(case)
 
 
 if __name__ == "__main__":
