@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newConfigsCmd(),
 		newReportCmd(),
 		newAuditCmd(),
+		newRobustnessCmd(),
 	)
 	return root
 }
