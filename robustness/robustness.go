@@ -269,7 +269,6 @@ type Result struct {
 	// the test split, the training statistics, re-rendered test rows.
 	Inputs     map[string]string `json:"inputs"`
 	Conditions []Condition       `json:"conditions"`
-	Seconds    float64           `json:"seconds"`
 }
 
 // Find returns the accuracy of the result's head under corruption c.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,7 +22,7 @@ func newRobustnessCmd() *cobra.Command {
 	var (
 		o       pipeline.RobustnessOptions
 		device  string
-		weights []float64
+		weightList string
 		raw     string
 		pack    string
 		variant string
@@ -43,6 +45,17 @@ accuracy-against-noise plots.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
 			w := cmd.OutOrStdout()
+			var weights []float64
+			for _, f := range strings.Split(weightList, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				v, err := strconv.ParseFloat(f, 64)
+				if err != nil || !(v >= 0 && v <= 1) {
+					return fmt.Errorf("--noise-weights: %q is not a weight in [0, 1]", f)
+				}
+				weights = append(weights, v)
+			}
 			o.Data = dataDir(cmd)
 			if variant != "" {
 				v, err := avmnist.LoadVariant(variant)
@@ -103,7 +116,7 @@ accuracy-against-noise plots.`,
 	f.IntVar(&o.Robust.Limit, "limit", 0, "evaluate on the first N test rows (0: every row the run was tested on)")
 	f.IntVar(&o.Robust.Batch, "batch", 500, "test rows per forward pass")
 	f.Uint64Var(&o.Robust.Seed, "seed", 0, "seed of the noise and of the dropped time steps")
-	f.Float64SliceVar(&weights, "noise-weights", pipeline.DefaultNoiseWeights, "ESC-50 mixing weights to re-render AV-MNIST's test audio at (none: --noise-weights=)")
+	f.StringVar(&weightList, "noise-weights", "0.02,0.05,0.1,0.2,0.5", "ESC-50 mixing weights to re-render AV-MNIST's test audio at, comma-separated (\"\": none)")
 	f.StringVar(&raw, "raw-data", "", "a data folder whose raw/ holds the AV-MNIST sources (default: --data's)")
 	f.StringVar(&pack, "pack", "", "an inputs pack (m2mix pack) instead of the raw sources")
 	f.StringVar(&device, "device", "cpu", "cpu, cuda or cuda:N")

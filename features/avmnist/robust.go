@@ -77,14 +77,15 @@ func RenderTestAudio(in *Inputs, seed uint64, limit, rows int, gain float64) ([]
 const renderCheckRows = 32
 
 // RenderNoiseWeights writes, for each weight, the first rows test samples of
-// the AV-MNIST in <root>/avmnist re-rendered with the ESC-50 noise at that
-// weight, into robustness.Dir(root, "avmnist"): one Arrow file per weight
+// the AV-MNIST in <root>/avmnist re-rendered from the raw inputs (load is
+// called only when the files are not there already) with the ESC-50 noise
+// at that weight, into robustness.Dir(root, "avmnist"): one Arrow file per weight
 // (label and audio columns; metadata naming the weight and the test split's
 // sha256), then the manifest that commits them. It first re-renders a few
 // rows at the dataset's own weight and requires the stored bytes, so the
 // raw inputs must be those the dataset was made from. A pool-race variant
 // (audio rows displaced across the whole generation) is refused.
-func RenderNoiseWeights(root string, in *Inputs, weights []float64, rows int) error {
+func RenderNoiseWeights(root string, load func() (*Inputs, error), weights []float64, rows int) error {
 	dir := Dir(root)
 	testPath := filepath.Join(dir, TestFile)
 	var man artifact.Manifest
@@ -119,6 +120,14 @@ func RenderNoiseWeights(root string, in *Inputs, weights []float64, rows int) er
 		return fmt.Errorf("re-render test audio: %s: %w", testPath, err)
 	}
 	rows = min(rows, t.Rows)
+	out := robustness.Dir(root, "avmnist")
+	if renderedAlready(out, sum, weights, rows) {
+		return nil
+	}
+	in, err := load()
+	if err != nil {
+		return fmt.Errorf("re-render test audio: %w", err)
+	}
 	check := min(renderCheckRows, rows)
 	got, _, err := RenderTestAudio(in, seed, limit, check, own)
 	if err != nil {
@@ -127,7 +136,6 @@ func RenderNoiseWeights(root string, in *Inputs, weights []float64, rows int) er
 	if !bytes.Equal(got, audioCol.Uint8[:check*AudioSize]) {
 		return fmt.Errorf("re-render test audio: the raw inputs do not give %s's audio at its own noise weight %g: they are not the inputs it was made from", testPath, own)
 	}
-	out := robustness.Dir(root, "avmnist")
 	nm := &artifact.Manifest{Stage: "robustness noise weights", Params: map[string]any{"weights": weights, "rows": rows, "own_weight": own},
 		Inputs: map[string]string{"avmnist/" + TestFile: sum}}
 	var names []string
@@ -149,4 +157,25 @@ func RenderNoiseWeights(root string, in *Inputs, weights []float64, rows int) er
 		return err
 	}
 	return artifact.WriteJSON(filepath.Join(out, robustness.NoiseWeightManifest), nm)
+}
+
+// renderedAlready reports whether dir holds the re-rendered audio of these
+// weights and rows for the test split with sha256 testSum, each file as
+// its manifest records it.
+func renderedAlready(dir, testSum string, weights []float64, rows int) bool {
+	var m artifact.Manifest
+	if artifact.ReadJSON(filepath.Join(dir, robustness.NoiseWeightManifest), &m) != nil || m.Inputs["avmnist/"+TestFile] != testSum {
+		return false
+	}
+	if r, ok := m.Params["rows"].(float64); !ok || int(r) != rows {
+		return false
+	}
+	for _, w := range weights {
+		f := robustness.NoiseWeightFile(w)
+		sum, err := artifact.SHA256File(filepath.Join(dir, f))
+		if err != nil || m.Outputs[f] != sum {
+			return false
+		}
+	}
+	return true
 }
