@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-		"time"
+	"time"
 
 	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/dataset"

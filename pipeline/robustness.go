@@ -142,7 +142,6 @@ func finishedSeeds(runs, config string) ([]int64, error) {
 	return seeds, nil
 }
 
-
 // robustnessStages returns the robustness stages of one dataset: its
 // inputs (training statistics, re-rendered audio), then one stage per
 // finished training record of a multimodal or uni-modal configuration.
@@ -179,9 +178,9 @@ func robustnessStages(root, dataset, runs, suffix string, raw []string, in func(
 		ro := model.RobustOptions{Device: o.Device, DataDir: root, RunsDir: runs, Limit: rows, Seed: 0, NoiseWeights: weights, Threads: o.Threads, Log: o.Log}
 		cfg, seed := r.config, r.seed
 		stages = append(stages, Stage{
-			Name:   "robustness/" + cfg.Name + "/" + strconv.FormatInt(seed, 10) + suffix,
-			Inputs: []string{filepath.Join(dir, runrecord.FileName), filepath.Join(dir, model.BestFile), filepath.Join(dsDir, model.SplitFiles[2]), rdir},
-			Params: map[string]any{"rows": rows, "seed": ro.Seed, "weights": weights, "device": o.Device},
+			Name:    "robustness/" + cfg.Name + "/" + strconv.FormatInt(seed, 10) + suffix,
+			Inputs:  []string{filepath.Join(dir, runrecord.FileName), filepath.Join(dir, model.BestFile), filepath.Join(dsDir, model.SplitFiles[2]), rdir},
+			Params:  map[string]any{"rows": rows, "seed": ro.Seed, "weights": weights, "device": o.Device},
 			Outputs: []string{filepath.Join(dir, robustness.FileName)}, Code: codeRobustness,
 			Run: func(_ context.Context) error {
 				_, err := model.EvaluateRobustness(cfg, seed, ro)

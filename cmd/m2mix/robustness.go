@@ -13,19 +13,19 @@ import (
 	"github.com/m2mix/m2mix/features/avmnist"
 	"github.com/m2mix/m2mix/model"
 	"github.com/m2mix/m2mix/pipeline"
-	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/prep/sources"
+	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/torch"
 )
 
 func newRobustnessCmd() *cobra.Command {
 	var (
-		o       pipeline.RobustnessOptions
-		device  string
+		o          pipeline.RobustnessOptions
+		device     string
 		weightList string
-		raw     string
-		pack    string
-		variant string
+		raw        string
+		pack       string
+		variant    string
 	)
 	c := &cobra.Command{
 		Use:   "robustness",
