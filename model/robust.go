@@ -149,6 +149,15 @@ type RobustOptions struct {
 	NoiseWeights []float64
 	Threads      int       // libtorch threads; 0: all cores
 	Log          io.Writer // nil: silent
+	// Progress, when set, is given each run's number of conditions and
+	// told of every condition evaluated.
+	Progress func(desc string, total int) ProgressBar
+}
+
+// ProgressBar is what RobustOptions.Progress makes (a *progress.Bar).
+type ProgressBar interface {
+	Add(int64)
+	Finish()
 }
 
 // EvaluateRobustness evaluates the best weights of the finished run (cfg,
@@ -253,12 +262,21 @@ func EvaluateRobustness(cfg *Config, seed int64, o RobustOptions) (*robustness.R
 			nws = append(nws, w)
 		}
 	}
-	for _, c := range robustness.Plan(names, shapes, nws) {
+	plan := robustness.Plan(names, shapes, nws)
+	var bar ProgressBar
+	if o.Progress != nil {
+		bar = o.Progress(fmt.Sprintf("robustness %s/%d", cfg.Name, seed), len(plan))
+		defer bar.Finish()
+	}
+	for _, c := range plan {
 		acc, err := evaluateCorrupted(net, spec, test, rows, c, stats, o, weighted[c.Level])
 		if err != nil {
 			return nil, fmt.Errorf("robustness of %s seed %d, %s: %w", cfg.Name, seed, c.Name(), err)
 		}
 		res.Conditions = append(res.Conditions, robustness.Condition{Corruption: c, Accuracy: acc})
+		if bar != nil {
+			bar.Add(1)
+		}
 	}
 	if err := artifact.WriteJSON(filepath.Join(dir, robustness.FileName), res); err != nil {
 		return nil, err

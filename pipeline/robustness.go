@@ -12,6 +12,7 @@ import (
 	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/features/avmnist"
 	"github.com/m2mix/m2mix/model"
+	"github.com/m2mix/m2mix/progress"
 	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/runrecord"
 )
@@ -175,7 +176,10 @@ func robustnessStages(root, dataset, runs, suffix string, raw []string, in func(
 	}}
 	for _, r := range records {
 		dir := model.RunDir(runs, r.config.Name, r.seed)
-		ro := model.RobustOptions{Device: o.Device, DataDir: root, RunsDir: runs, Limit: rows, Seed: 0, NoiseWeights: weights, Threads: o.Threads, Log: o.Log}
+		ro := model.RobustOptions{Device: o.Device, DataDir: root, RunsDir: runs, Limit: rows, Seed: 0, NoiseWeights: weights, Threads: o.Threads, Log: o.Log,
+			Progress: func(desc string, total int) model.ProgressBar {
+				return progress.New(int64(total), desc)
+			}}
 		cfg, seed := r.config, r.seed
 		stages = append(stages, Stage{
 			Name:    "robustness/" + cfg.Name + "/" + strconv.FormatInt(seed, 10) + suffix,

@@ -14,6 +14,7 @@ import (
 	"github.com/m2mix/m2mix/model"
 	"github.com/m2mix/m2mix/pipeline"
 	"github.com/m2mix/m2mix/prep/sources"
+	"github.com/m2mix/m2mix/progress"
 	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/torch"
 )
@@ -72,6 +73,9 @@ accuracy-against-noise plots.`,
 				}
 			}
 			o.Robust.Device, o.Robust.Log = torch.Device(device), w
+			o.Robust.Progress = func(desc string, total int) model.ProgressBar {
+				return progress.New(int64(total), desc)
+			}
 			var load func() (*avmnist.Inputs, error)
 			switch {
 			case pack != "":
