@@ -31,7 +31,7 @@ const (
 	codeAVMNIST = "avmnist/1"
 	codeMIMIC   = "mimic/1"
 	codeTrain   = "train/3"
-	codeReport  = "report/1"
+	codeReport  = "report/2"
 )
 
 // ReproduceOptions say where everything lives and what to run.
