@@ -119,8 +119,10 @@ func Robustness(o RobustnessOptions) ([]*robustness.Result, error) {
 }
 
 // RobustnessKind says which kinds of run the robustness stages evaluate:
-// the multimodal models, and the uni-modal ones as references.
-func RobustnessKind(kind string) bool { return kind == "multimodal" || kind == "unimodal" }
+// every model that classifies from its own inputs (the multimodal ones,
+// baselines of whatever kind their configurations name, and the uni-modal
+// models as references), not the probes of another model's encoder.
+func RobustnessKind(kind string) bool { return kind != "probe" }
 
 // finishedSeeds lists the seeds of a configuration whose record is final.
 func finishedSeeds(runs, config string) ([]int64, error) {
