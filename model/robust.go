@@ -222,7 +222,7 @@ func EvaluateRobustness(cfg *Config, seed int64, o RobustOptions) (*robustness.R
 	}
 	res := &robustness.Result{
 		Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Kind: cfg.Kind, Seed: seed, Head: cfg.Heads[0],
-		Rows: rows, NoiseSeed: o.Seed, Inputs: map[string]string{cfg.Dataset + "/" + SplitFiles[2]: test.sha256, robustness.StatsFile: stats.TrainSHA256},
+		Rows: rows, NoiseSeed: o.Seed, Inputs: map[string]string{cfg.Dataset + "/" + SplitFiles[2]: test.sha256, cfg.Dataset + "/" + SplitFiles[0] + " (training statistics)": stats.TrainSHA256},
 	}
 	if dv, ok := rec.Settings["data_variant"].(map[string]any); ok {
 		res.Variant, _ = dv["name"].(string)
