@@ -188,15 +188,23 @@ func sliceArray(c *Column, dt arrow.DataType, lo, hi int) arrow.Array {
 // error naming it: the Arrow library panics on some corrupt footers and
 // buffers (found by FuzzRead), and Read turns that into an error.
 func Read(path string) (t *Table, err error) {
+	return ReadFirst(path, 0)
+}
+
+// ReadFirst is Read for the leading rows only: it stops after the record
+// batch that reaches rows (rows <= 0: every row), so the table may hold a
+// few more. Readers that need only the first rows of a large file (the
+// robustness evaluation's test rows) skip decompressing the rest.
+func ReadFirst(path string, rows int) (t *Table, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			t, err = nil, fmt.Errorf("read %s: malformed Arrow file (%v)", path, r)
 		}
 	}()
-	return read(path)
+	return read(path, rows)
 }
 
-func read(path string) (*Table, error) {
+func read(path string, limit int) (*Table, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -243,7 +251,7 @@ func read(path string) (*Table, error) {
 			return nil, fmt.Errorf("read %s: column %q: unsupported type %s", path, fd.Name, fd.Type)
 		}
 	}
-	for b := 0; b < r.NumRecords(); b++ {
+	for b := 0; b < r.NumRecords() && (limit <= 0 || t.Rows < limit); b++ {
 		rec, err := r.RecordBatch(b)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: batch %d: %w", path, b, err)

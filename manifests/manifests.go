@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-//go:embed sources.json paper-results.json configs/*.json profiles/*.json avmnist-variants/*.json
+//go:embed sources.json paper-results.json claims.json configs/*.json profiles/*.json avmnist-variants/*.json
 var files embed.FS
 
 // Read returns the file at path: from disk when it exists there (so a user

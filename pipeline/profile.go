@@ -28,6 +28,9 @@ type Profile struct {
 	// models at batch 32 leave most of a large GPU idle, and stages on
 	// their own threads and streams overlap. On the CPU stages run one by one.
 	GPUJobs int `json:"gpu_jobs,omitempty"`
+	// RobustnessRows is how many test rows (the first) the robustness
+	// stages evaluate each run on (0: every row the run was tested on).
+	RobustnessRows int `json:"robustness_rows,omitempty"`
 }
 
 // Overrides are training limits that replace a configuration's own. A nil

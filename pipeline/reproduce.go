@@ -19,6 +19,7 @@ import (
 	"github.com/m2mix/m2mix/prep/sources"
 	"github.com/m2mix/m2mix/progress"
 	"github.com/m2mix/m2mix/reports"
+	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/runrecord"
 	"github.com/m2mix/m2mix/torch"
 )
@@ -30,7 +31,7 @@ const (
 	codeAVMNIST = "avmnist/1"
 	codeMIMIC   = "mimic/1"
 	codeTrain   = "train/3"
-	codeReport  = "report/1"
+	codeReport  = "report/2"
 )
 
 // ReproduceOptions say where everything lives and what to run.
@@ -146,6 +147,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 	stages = append(stages, mimicStage)
 
 	var records []string
+	trained := map[string][]trainedRun{} // dataset -> runs the robustness stages evaluate
 	for i, name := range o.Profile.Configs {
 		cfg, err := model.LoadConfig(name)
 		if err != nil {
@@ -206,6 +208,11 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			})
 			if skip == "" {
 				records = append(records, recs...)
+				if RobustnessKind(cfg.Kind) {
+					for _, seed := range seeds {
+						trained[cfg.Dataset] = append(trained[cfg.Dataset], trainedRun{cfg, seed})
+					}
+				}
 			}
 			continue
 		}
@@ -221,6 +228,31 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			})
 			if skip == "" {
 				records = append(records, recordOf(seed))
+				if RobustnessKind(cfg.Kind) {
+					trained[cfg.Dataset] = append(trained[cfg.Dataset], trainedRun{cfg, seed})
+				}
+			}
+		}
+	}
+
+	// Robustness: each finished multimodal and uni-modal run's best weights
+	// on corrupted test rows, after all training.
+	loadInputs := func() (*avmnist.Inputs, error) { return avmnist.LoadRaw(o.Data) }
+	if o.AVPack != "" {
+		loadInputs = func() (*avmnist.Inputs, error) { return avmnist.ReadPack(o.AVPack) }
+	}
+	renderable, why := RenderableAudio(o.AVVariant)
+	if !renderable {
+		fmt.Fprintf(o.Log, "robustness: no re-rendered audio for AV-MNIST variant %s: %s\n", o.AVVariant.Name, why)
+	}
+	for _, rs := range [][]Stage{
+		robustnessStages(avRoot, "avmnist", avRuns, suffix, avInputs, loadInputs, renderable, trained["avmnist"], o),
+		robustnessStages(o.Data, "mimic", o.Runs, "", nil, nil, false, trained["mimic"], o),
+	} {
+		for _, st := range rs {
+			stages = append(stages, st)
+			if st.Outputs[0] != "" && filepath.Base(st.Outputs[0]) == robustness.FileName {
+				records = append(records, st.Outputs[0])
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/runrecord"
 )
 
@@ -24,6 +25,9 @@ type report struct {
 	plots      map[string][]plotFile // configuration (or table id) -> its plots
 	variant    string                // the AV-MNIST variant of this page; "" for the recipe
 	variants   []string              // the recipe's page: the variants that have pages
+	groups     map[string]*group     // configuration -> its records
+	claims     *Claims
+	robust     map[string][]robustness.Result // configuration -> its robustness results, by seed
 }
 
 // markdown renders the results page. It depends only on its inputs: no
@@ -47,6 +51,8 @@ func (r *report) markdown() string {
 		r.writeMetricTable(&b, t)
 	}
 	r.writeFeatureTable(&b)
+	r.writeClaims(&b)
+	r.writeRobustness(&b)
 	r.writeRuns(&b)
 	r.writePlots(&b)
 	b.WriteString("## Source\n\n")

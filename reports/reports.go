@@ -35,6 +35,8 @@ type Options struct {
 	PaperResults string
 	// NoPlots skips the PNGs (and leaves any earlier ones alone).
 	NoPlots bool
+	// Claims is the paper's claims as comparisons; DefaultClaims when empty.
+	Claims string
 }
 
 // Summary says what Generate found and wrote.
@@ -122,12 +124,31 @@ func generatePage(runsDir, outDir string, opts Options, variant string, variants
 		return Summary{}, err
 	}
 
+	claimsPath := opts.Claims
+	if claimsPath == "" {
+		claimsPath = DefaultClaims
+	}
+	claims, err := LoadClaims(claimsPath)
+	if err != nil {
+		return Summary{}, err
+	}
+	robust, err := loadRobustness(runsDir)
+	if err != nil {
+		return Summary{}, err
+	}
+
 	groups := groupRecords(recs)
-	r := &report{paper: paper, stats: map[string]ConfigStats{}, plots: map[string][]plotFile{}, variant: variant, variants: variants}
+	r := &report{paper: paper, stats: map[string]ConfigStats{}, plots: map[string][]plotFile{}, variant: variant, variants: variants,
+		groups: groups, claims: claims, robust: robust}
 	r.order = paper.configs()
 	var extra []string
 	for c := range groups {
 		if !slices.Contains(r.order, c) {
+			extra = append(extra, c)
+		}
+	}
+	for c := range robust {
+		if !slices.Contains(r.order, c) && groups[c] == nil {
 			extra = append(extra, c)
 		}
 	}
@@ -170,6 +191,9 @@ func generatePage(runsDir, outDir string, opts Options, variant string, variants
 // makePlots renders every plot into memory, keyed by configuration or, for
 // the w_f plots, by table id.
 func (r *report) makePlots(groups map[string]*group) error {
+	if err := r.robustnessPlots(); err != nil {
+		return err
+	}
 	runs := map[string][]runrecord.Record{}
 	for _, c := range r.order {
 		if g := groups[c]; g != nil {

@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 		newExportCmd(),
 		newExportNPYCmd(),
+		newRobustnessCmd(),
 	)
 	return root
 }
