@@ -562,4 +562,3 @@ func formatWeights(w map[string]float64) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
