@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/m2mix/m2mix/manifests"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -93,6 +94,75 @@ func TestEstimationSplit(t *testing.T) {
 	}
 	if !reflect.DeepEqual(heldImg, images[:4*784]) || !reflect.DeepEqual(restImg, images[4*784:]) {
 		t.Errorf("held-out and trained images are not the training rows' first 4 and the others")
+	}
+
+	// The estimate trains copies: the network is left as it was, each
+	// branch is measured on the trained and the held-out rows, and the
+	// weights are the normalised |G / O^2| of those measurements.
+	before := paramValues(t, net)
+	w, err := g.estimate(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, paramValues(t, net)) {
+		t.Errorf("the estimate changed the network it copied")
+	}
+	raw := map[string]float64{}
+	for b, h := range g.branches {
+		trained, heldOut, err := g.estimateBranch(b, h, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(trained[0].label, labels[4:]) || !reflect.DeepEqual(heldOut[0].label, labels[:4]) {
+			t.Errorf("branch %s measured on %v and %v", h, trained[0].label, heldOut[0].label)
+		}
+		raw[h] = blendWeight(trained[0].loss[h], heldOut[0].loss[h])
+		t.Logf("branch %s: trained rows' loss %.4f, held-out %.4f, raw weight %.4g", h, trained[0].loss[h], heldOut[0].loss[h], raw[h])
+	}
+	if want := normalised(raw); !reflect.DeepEqual(w[0], want) || len(want) != 3 {
+		t.Errorf("estimated weights %v, want %v", w[0], want)
+	}
+}
+
+// paramValues reads every parameter and buffer of a network.
+func paramValues(t *testing.T, n *Network) map[string][]float32 {
+	t.Helper()
+	out := map[string][]float32{}
+	for j, name := range n.Params.Names {
+		v, err := n.Params.Tensors[j].Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// TestGradBlendConfigRefused: configurations Gradient Blending cannot run
+// are refused when read, saying why.
+func TestGradBlendConfigRefused(t *testing.T) {
+	b, err := manifests.Read(filepath.Join(ConfigDir, "gradblend.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{`"estimation_share": 0.08`, `"estimation_share": 0`, "estimation_share 0"},
+		{`"estimation_share": 0.08`, `"estimation_share": 1`, "estimation_share 1"},
+		{`"round_epochs": 10`, `"round_epochs": 0`, "round_epochs and finetune_epochs must be positive"},
+		{`"finetune_epochs": 25`, `"finetune_epochs": -1`, "round_epochs and finetune_epochs must be positive"},
+		{`"fusion": {"type": "concat"}`, `"fusion": {"type": "mi-matrix", "out": 10}`, "the fusion must be concat"},
+		{`"heads": ["fusion", "image", "audio"]`, `"heads": ["image", "fusion", "audio"]`, "want the fusion head first"},
+		{`"early_stopping": 0`, `"early_stopping": 3`, "no auxiliary losses, plateau scheduler or early stopping"},
+		{`"max_epochs": 300`, `"max_epochs": 5`, "max_epochs 5 is less than one round of 10"},
+	} {
+		bad := strings.Replace(string(b), c.from, c.to, 1)
+		if bad == string(b) {
+			t.Fatalf("%q is not in gradblend.json", c.from)
+		}
+		_, err := ParseConfig("bad.json", []byte(bad))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "bad.json") {
+			t.Errorf("%s: error %v, want one naming bad.json and saying %q", c.to, err, c.want)
+		}
 	}
 }
 

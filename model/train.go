@@ -125,6 +125,9 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		shuffle = *o.Shuffle
 	}
 	evalBatch := cfg.evalBatch(o.EvalBatch)
+	if gb := cfg.GradBlend; gb != nil && maxEpochs < gb.RoundEpochs {
+		return nil, fmt.Errorf("%s: %d epochs are less than one Gradient Blending round (%d epochs)", cfg.Name, maxEpochs, gb.RoundEpochs)
+	}
 	data := torch.NewScope()
 	defer data.Close()
 	ds, err := LoadDatasets(data, filepath.Join(o.DataDir, cfg.Dataset), cfg.Dataset, o.Device, o.LimitTrain, o.LimitEval)
