@@ -293,29 +293,34 @@ func (g *gradBlend) keys(key int) []uint64 {
 	return keys
 }
 
-// estimate returns each model's head weights for round r (normalised), and
-// the branches' losses after training, per model: [branch][model] for the
-// trained and the held-out rows.
-func (g *gradBlend) estimate(r int) ([]map[string]float64, error) {
+// estimate returns each model's head weights for round r, normalised, and
+// for the log each model's measurements: per branch the loss on the
+// trained and on the held-out rows after the estimate's epochs.
+func (g *gradBlend) estimate(r int) ([]map[string]float64, []string, error) {
 	k := len(g.seeds)
 	raw := make([]map[string]float64, k)
+	notes := make([][]string, k)
 	for i := range raw {
 		raw[i] = map[string]float64{}
 	}
 	for b, h := range g.branches {
 		trained, heldOut, err := g.estimateBranch(b, h, r)
 		if err != nil {
-			return nil, fmt.Errorf("round %d: estimate of the %s branch: %w", r, h, err)
+			return nil, nil, fmt.Errorf("round %d: estimate of the %s branch: %w", r, h, err)
 		}
 		for i := range raw {
-			raw[i][h] = blendWeight(trained[i].loss[h], heldOut[i].loss[h])
+			lt, lv := trained[i].loss[h], heldOut[i].loss[h]
+			raw[i][h] = blendWeight(lt, lv)
+			notes[i] = append(notes[i], fmt.Sprintf("%s %.4f/%.4f", h, lt, lv))
 		}
 	}
 	w := make([]map[string]float64, k)
+	measured := make([]string, k)
 	for i := range w {
 		w[i] = normalised(raw[i])
+		measured[i] = strings.Join(notes[i], ", ")
 	}
-	return w, nil
+	return w, measured, nil
 }
 
 // estimateBranch trains a copy of branch b (head h) of every model for a
@@ -448,12 +453,13 @@ func (g *gradBlend) round(models []*member, active []int, r, maxEpochs int) erro
 	t0 := time.Now()
 	k := len(g.seeds)
 	R, F := g.spec.RoundEpochs, g.spec.FinetuneEpochs
-	weights, err := g.estimate(r)
+	weights, measured, err := g.estimate(r)
 	if err != nil {
 		return err
 	}
 	for _, i := range active {
-		fmt.Fprintf(g.o.Log, "%s seed %d round %d: blend weights %s\n", g.cfg.Name, g.seeds[i], r+1, formatWeights(weights[i]))
+		fmt.Fprintf(g.o.Log, "%s seed %d round %d: blend weights %s (losses on trained/held-out rows: %s)\n",
+			g.cfg.Name, g.seeds[i], r+1, formatWeights(weights[i]), measured[i])
 	}
 	var trainLoss []float64
 	for e := 0; e < R; e++ {

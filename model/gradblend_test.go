@@ -100,7 +100,7 @@ func TestEstimationSplit(t *testing.T) {
 	// branch is measured on the trained and the held-out rows, and the
 	// weights are the normalised |G / O^2| of those measurements.
 	before := paramValues(t, net)
-	w, err := g.estimate(0)
+	w, _, err := g.estimate(0)
 	if err != nil {
 		t.Fatal(err)
 	}
