@@ -174,10 +174,12 @@ func newGradBlend(cfg *Config, net *Network, tr *trainer, ds *Datasets, seeds []
 	if g.headTr, err = newTrainer(g.head, headCfg, g.rest, o); err != nil {
 		return fail(err)
 	}
-	if g.tested, err = NewNetwork(headCfg, g.useeds, o.Device); err != nil {
+	testedCfg := *headCfg
+	testedCfg.Name = cfg.Name // its checkpoints are the run's
+	if g.tested, err = NewNetwork(&testedCfg, g.useeds, o.Device); err != nil {
 		return fail(err)
 	}
-	if g.testedTr, err = newTrainer(g.tested, headCfg, g.rest, o); err != nil {
+	if g.testedTr, err = newTrainer(g.tested, &testedCfg, g.rest, o); err != nil {
 		return fail(err)
 	}
 	return g, g.own.Err()

@@ -284,9 +284,12 @@ func TestGradBlendEndToEnd(t *testing.T) {
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	best, _, err := torch.LoadSafetensors(s, filepath.Join(dirA, BestFile))
+	best, bestMeta, err := torch.LoadSafetensors(s, filepath.Join(dirA, BestFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bestMeta["config"] != "gradblend" {
+		t.Errorf("best.safetensors says configuration %q", bestMeta["config"])
 	}
 	last, _, err := torch.LoadSafetensors(s, filepath.Join(dirA, lastFile))
 	if err != nil {
