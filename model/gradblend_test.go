@@ -434,3 +434,44 @@ func TestGradBlendSeedBatchEqualsOneByOne(t *testing.T) {
 		})
 	}
 }
+
+// TestGradBlendSeedBatchResumeAfterKill kills a K = 3 MIMIC-III batch
+// between two seeds' writes of round 2: on resume the seeds that finished
+// it wait, unchanged, while the third repeats it, and every seed ends byte
+// for byte as in the uninterrupted batch.
+func TestGradBlendSeedBatchResumeAfterKill(t *testing.T) {
+	data := t.TempDir()
+	writeSyntheticMIMIC(t, data)
+	cfg := tinyGradBlend(t, "mimic_gradblend", 1, 1, 3)
+	seeds := []int64{1, 2, 3}
+	o := Options{DataDir: data, RunsDir: t.TempDir(), Threads: 1}
+	recsA, err := Train(cfg, seeds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := o
+	ob.RunsDir, ob.Log = t.TempDir(), &killLog{at: "seed 2 round 2/3"}
+	trainKilled(t, cfg, seeds, ob)
+	for _, seed := range seeds {
+		var mid runrecord.Record
+		if err := artifact.ReadJSON(filepath.Join(RunDir(ob.RunsDir, cfg.Name, seed), runrecord.FileName), &mid); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int64]int{1: 2, 2: 2, 3: 1}[seed]; len(mid.History) != want {
+			t.Fatalf("after the kill seed %d has %d rounds recorded, want %d", seed, len(mid.History), want)
+		}
+	}
+	ob.Log = nil
+	recsB, log := trainResumed(t, cfg, seeds, ob)
+	for _, want := range []string{"seed 1: resuming at epoch 2\n", "seed 3: resuming at epoch 1\n", "seed 3 round 2/3", "seed 1 round 3/3"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("resumed batch's log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "seed 1 round 2/3") {
+		t.Errorf("seed 1 trained round 2 twice:\n%s", log)
+	}
+	for i, seed := range seeds {
+		requireSameRun(t, RunDir(o.RunsDir, cfg.Name, seed), RunDir(ob.RunsDir, cfg.Name, seed), recsA[i], recsB[i])
+	}
+}
