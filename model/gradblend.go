@@ -520,6 +520,13 @@ func (g *gradBlend) round(models []*member, active []int, r, maxEpochs int) erro
 			}
 		}
 	}
+	// The validations updated the BatchNorm statistics of the encoders they
+	// ran (MultiBench's, in training mode, are the network's own): the
+	// network keeps them.
+	encoders := g.tested.Params.ByName()
+	if err := copyParams(g.main, g.tested, func(name string) bool { return encoders[name] != nil && !isHead(name) }); err != nil {
+		return err
+	}
 	seconds := time.Since(t0).Seconds() / float64(k)
 	for _, i := range active {
 		if err := models[i].endRound(g, i, r, maxEpochs, trainLoss[i], ev[i], weights[i], ftLoss[i], seconds); err != nil {

@@ -478,102 +478,136 @@ func TestGradBlendSeedBatchResumeAfterKill(t *testing.T) {
 	}
 }
 
-// TestGradBlendAgainstTorch runs MIMIC-III's Gradient Blending (2 rounds of
-// 2 epochs, 3 fine-tune epochs, rows in file order) here and in PyTorch
+// TestGradBlendAgainstTorch runs Gradient Blending (2 rounds of 2 epochs,
+// 3 fine-tune epochs, rows in file order) on MIMIC-III and on a small
+// AV-MNIST (LeNet's BatchNorm on batch statistics when measuring and
+// validating, MultiBench's quirk) here and in PyTorch
 // (testdata/gradblend_reference.py, written from baselines.md §2.9) from
 // the same initial weights and data: each round's blend weights, the
-// fine-tune validation losses and the best model's weights must agree.
+// fine-tune validation losses and the best model's weights (BatchNorm's
+// running statistics included) must agree.
 func TestGradBlendAgainstTorch(t *testing.T) {
 	requireTorchPython(t)
-	data := t.TempDir()
-	writeSyntheticMIMIC(t, data)
-	cfg := tinyGradBlend(t, "mimic_gradblend", 2, 3, 4)
-	const seed = 5
-	noShuffle := false
-	o := Options{DataDir: data, RunsDir: t.TempDir(), Threads: 1, Shuffle: &noShuffle}
-	rec, err := train1(cfg, seed, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	net, err := NewNetwork(cfg, []uint64{seed}, torch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	if err := saveModel(filepath.Join(dir, "init.safetensors"), net, 0, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	s := torch.NewScope()
-	defer s.Close()
-	ds, err := LoadDatasets(s, filepath.Join(data, "mimic"), "mimic", torch.CPU, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors := map[string]*torch.Tensor{}
-	for name, sp := range map[string]*Split{"train": ds.Train, "val": ds.Validation} {
-		tensors[name+"_static"], tensors[name+"_time"], tensors[name+"_label"] = sp.X["static"], sp.X["time"], sp.Label
-	}
-	if err := torch.SaveSafetensors(filepath.Join(dir, "data.safetensors"), tensors, nil); err != nil {
-		t.Fatal(err)
-	}
-	job := map[string]any{
-		"init": filepath.Join(dir, "init.safetensors"), "data": filepath.Join(dir, "data.safetensors"), "out": filepath.Join(dir, "torch.safetensors"),
-		"rounds": 2, "round_epochs": cfg.GradBlend.RoundEpochs, "finetune_epochs": cfg.GradBlend.FinetuneEpochs,
-		"estimation_share": cfg.GradBlend.EstimationShare, "lr": cfg.LR, "batch": cfg.BatchSize,
-	}
-	if err := artifact.WriteJSON(filepath.Join(dir, "job.json"), job); err != nil {
-		t.Fatal(err)
-	}
-	runPython(t, 3*time.Minute, "gradblend_reference.py", filepath.Join(dir, "job.json"))
-	ref, _, err := torch.LoadSafetensors(s, filepath.Join(dir, "torch.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(key string) []float64 {
-		v, ok := ref[key]
-		if !ok {
-			t.Fatalf("the PyTorch output has no %s", key)
-		}
-		f, err := v.Float64s()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	for r, e := range rec.History {
-		want := get(fmt.Sprintf("weights.%d", r))
-		got := []float64{e.BlendWeights[fusionHead], e.BlendWeights["static"], e.BlendWeights["time"]}
-		for j := range want {
-			// A weight whose O is small amplifies rounding: 1e-4 relative, or 1e-6 absolute.
-			if d := math.Abs(got[j] - want[j]); d > 1e-6+1e-4*want[j] {
-				t.Errorf("round %d: blend weights %v, PyTorch %v", r, got, want)
-				break
+	for _, c := range []struct {
+		config  string
+		limit   int
+		tensors int     // in best.safetensors: the encoders' and the fine-tuned head's
+		tol     float64 // relative, per tensor of the best weights
+	}{
+		{"mimic_gradblend", 0, 8 + 4, 1e-5},
+		// The audio LeNet's first convolution sums 25 x 12,544 products of
+		// unscaled bytes (0..255): float32 rounding, in another order in
+		// each library, reaches 2e-5 of its weights after 21 steps.
+		{"gradblend", 100, 4*4 + 4 + 6*5 + 4, 1e-4},
+	} {
+		t.Run(c.config, func(t *testing.T) {
+			data := t.TempDir()
+			writeSyntheticMIMIC(t, data)
+			writeSyntheticAVMNIST(t, data, [3]int{100, 40, 8})
+			cfg := tinyGradBlend(t, c.config, 2, 3, 4)
+			const seed = 5
+			noShuffle := false
+			o := Options{DataDir: data, RunsDir: t.TempDir(), Threads: 1, Shuffle: &noShuffle, LimitTrain: c.limit}
+			rec, err := train1(cfg, seed, o)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		wantLoss := get(fmt.Sprintf("finetune_val_loss.%d", r))
-		for j, v := range wantLoss {
-			if d := math.Abs(e.FinetuneValLoss[j]-v) / v; d > 1e-5 {
-				t.Errorf("round %d fine-tune epoch %d: validation loss %v, PyTorch %v", r, j, e.FinetuneValLoss[j], v)
+			dir := t.TempDir()
+			net, err := NewNetwork(cfg, []uint64{seed}, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		t.Logf("round %d: weights %v (PyTorch %v), fine-tune validation losses %v (PyTorch %v)", r, got, want, e.FinetuneValLoss, wantLoss)
-	}
-	best, _, err := torch.LoadSafetensors(s, filepath.Join(RunDir(o.RunsDir, cfg.Name, seed), BestFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, v := range best {
-		ours, _ := v.Float32s()
-		theirs, err := ref["best."+name].Float32s()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if rel, maxAbs := relErr(ours, theirs); !(rel <= 1e-5) {
-			t.Errorf("best %s: relative error %.3g (max abs %.3g)", name, rel, maxAbs)
-		}
-	}
-	if len(best) != 12 {
-		t.Errorf("best.safetensors has %d tensors, want the encoders' 8 and the fine-tuned head's 4", len(best))
+			defer net.Close()
+			if err := saveModel(filepath.Join(dir, "init.safetensors"), net, 0, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			s := torch.NewScope()
+			defer s.Close()
+			ds, err := LoadDatasets(s, filepath.Join(data, cfg.Dataset), cfg.Dataset, torch.CPU, c.limit, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var modalities []string
+			for _, m := range net.Modalities {
+				modalities = append(modalities, m.Name)
+			}
+			tensors := map[string]*torch.Tensor{}
+			for name, sp := range map[string]*Split{"train": ds.Train, "val": ds.Validation} {
+				for _, m := range modalities {
+					tensors[name+"_"+m] = sp.X[m]
+				}
+				tensors[name+"_label"] = sp.Label
+			}
+			if err := torch.SaveSafetensors(filepath.Join(dir, "data.safetensors"), tensors, nil); err != nil {
+				t.Fatal(err)
+			}
+			job := map[string]any{
+				"dataset": cfg.Dataset, "modalities": modalities,
+				"init": filepath.Join(dir, "init.safetensors"), "data": filepath.Join(dir, "data.safetensors"), "out": filepath.Join(dir, "torch.safetensors"),
+				"rounds": 2, "round_epochs": cfg.GradBlend.RoundEpochs, "finetune_epochs": cfg.GradBlend.FinetuneEpochs,
+				"estimation_share": cfg.GradBlend.EstimationShare, "lr": cfg.LR, "batch": cfg.BatchSize, "eval_batch": rec.Settings["eval_batch"],
+			}
+			if err := artifact.WriteJSON(filepath.Join(dir, "job.json"), job); err != nil {
+				t.Fatal(err)
+			}
+			runPython(t, 5*time.Minute, "gradblend_reference.py", filepath.Join(dir, "job.json"))
+			ref, _, err := torch.LoadSafetensors(s, filepath.Join(dir, "torch.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			get := func(key string) []float64 {
+				v, ok := ref[key]
+				if !ok {
+					t.Fatalf("the PyTorch output has no %s", key)
+				}
+				f, err := v.Float64s()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+			for r, e := range rec.History {
+				want := get(fmt.Sprintf("weights.%d", r))
+				got := []float64{e.BlendWeights[fusionHead], e.BlendWeights[modalities[0]], e.BlendWeights[modalities[1]]}
+				for j := range want {
+					// A weight whose O is small amplifies rounding: 1e-4 relative, or 1e-6 absolute.
+					if d := math.Abs(got[j] - want[j]); d > 1e-6+1e-4*want[j] {
+						t.Errorf("round %d: blend weights %v, PyTorch %v", r, got, want)
+						break
+					}
+				}
+				wantLoss := get(fmt.Sprintf("finetune_val_loss.%d", r))
+				for j, v := range wantLoss {
+					if d := math.Abs(e.FinetuneValLoss[j]-v) / v; d > 1e-5 {
+						t.Errorf("round %d fine-tune epoch %d: validation loss %v, PyTorch %v", r, j, e.FinetuneValLoss[j], v)
+					}
+				}
+				t.Logf("round %d: weights %v (PyTorch %v), fine-tune validation losses %v (PyTorch %v)", r, got, want, e.FinetuneValLoss, wantLoss)
+			}
+			best, _, err := torch.LoadSafetensors(s, filepath.Join(RunDir(o.RunsDir, cfg.Name, seed), BestFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for name, v := range best {
+				ours, _ := v.Float32s()
+				theirs, err := ref["best."+name].Float32s()
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				rel, maxAbs := relErr(ours, theirs)
+				if strings.Contains(name, ".bns.") && strings.HasSuffix(name, ".bias") && maxAbs < 1e-5 {
+					continue // small, and its rounding relatively large (see compareCheckpoints)
+				}
+				worst = math.Max(worst, rel)
+				if !(rel <= c.tol) {
+					t.Errorf("best %s: relative error %.3g > %g (max abs %.3g)", name, rel, c.tol, maxAbs)
+				}
+			}
+			t.Logf("best epoch %d; best weights: worst relative error %.2g over %d tensors", rec.Final.BestEpoch, worst, len(best))
+			if len(best) != c.tensors {
+				t.Errorf("best.safetensors has %d tensors, want %d (the encoders' and the fine-tuned head's)", len(best), c.tensors)
+			}
+		})
 	}
 }
