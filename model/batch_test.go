@@ -149,7 +149,8 @@ func TestSeedBatchEqualsOneByOne(t *testing.T) {
 // (".tok.3.bias") are the exception: every LayerNorm after them removes a
 // per-token constant, so their true gradient is zero and what Adam sees is
 // rounding noise, which it scales up to a step of lr; they are checked to
-// stay within lr x epochs x batches of each other instead.
+// stay within lr x epochs x batches of each other instead; and LeNet's
+// BatchNorm biases within 1e-5 absolute.
 func compareCheckpoints(t *testing.T, pathA, pathB string) {
 	t.Helper()
 	s := torch.NewScope()
@@ -175,6 +176,12 @@ func compareCheckpoints(t *testing.T, pathA, pathB string) {
 			if maxAbs > 1 {
 				t.Errorf("%s: moved apart by %g", name, maxAbs)
 			}
+			continue
+		}
+		if strings.Contains(name, ".bns.") && strings.HasSuffix(name, ".bias") && maxAbs < 1e-5 {
+			// A LeNet BatchNorm bias's gradient sums the batch's and the
+			// pixels' mostly cancelling terms: after a few SGD steps from 0
+			// it is small (1e-4) and its rounding, relative to it, large.
 			continue
 		}
 		if rel := math.Sqrt(diff / norm); rel > 1e-5 {

@@ -134,7 +134,7 @@ func benchTrainEpoch(b *testing.B, k int) {
 		b.Fatal(err)
 	}
 	defer tr.Close()
-	w := cfg.HeadWeights(cfg.Loss.WFusion)
+	w := sameWeights(k, cfg.HeadWeights(cfg.Loss.WFusion))
 	keys := make([]uint64, k)
 	for i := range keys {
 		keys[i] = epochSeed(int64(seeds[i]), 0)

@@ -53,33 +53,29 @@ func modelSlices(s *torch.Scope, net *Network, i int) map[string]*torch.Tensor {
 	return out
 }
 
-// saveModel writes model i's parameters to path and, with opt, its Adam
-// state and loop state st (last.safetensors).
-func saveModel(path string, net *Network, i int, opt *torch.FlatOptimizer, st *loopState) error {
+// ckptPart is a further network of a model kept in its last.safetensors
+// beside the main one, with its optimiser, every name prefixed (Gradient
+// Blending's fine-tuned head: "finetune.").
+type ckptPart struct {
+	prefix string
+	net    *Network
+	opt    *torch.FlatOptimizer
+}
+
+// saveModel writes model i's parameters to path and, with opt, its
+// optimiser state and loop state st (last.safetensors), and the extra
+// parts' parameters and optimiser states under their prefixes.
+func saveModel(path string, net *Network, i int, opt *torch.FlatOptimizer, st *loopState, extra ...ckptPart) error {
 	s := torch.NewScope()
 	defer s.Close()
-	ts := modelSlices(s, net, i)
+	ts := map[string]*torch.Tensor{}
 	meta := map[string]string{"config": net.Config.Name}
-	if opt != nil {
-		steps, err := opt.Steps()
-		if err != nil {
+	for _, p := range append([]ckptPart{{"", net, opt}}, extra...) {
+		if err := addModelTensors(s, ts, p, i); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", path, err)
 		}
-		names := net.Params.TrainableNames()
-		rule := opt.Spec().Rule
-		stepv := make([]int64, len(names))
-		for j, name := range names {
-			state, err := opt.State(s, j, i)
-			if err != nil {
-				return fmt.Errorf("checkpoint %s: %w", path, err)
-			}
-			shape, _ := ts[name].Shape()
-			for k, sn := range opt.StateNames() {
-				ts[rule+"."+sn+"."+name] = s.Reshape(state[k], shape...)
-			}
-			stepv[j] = int64(steps[i])
-		}
-		ts[rule+".step"] = s.From(stepv, int64(len(stepv)))
+	}
+	if opt != nil {
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -90,6 +86,38 @@ func saveModel(path string, net *Network, i int, opt *torch.FlatOptimizer, st *l
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	return torch.SaveSafetensors(path, ts, meta)
+}
+
+// addModelTensors adds model i of part p to ts: its parameters and, with an
+// optimiser, the optimiser's state and step counts, every name prefixed.
+func addModelTensors(s *torch.Scope, ts map[string]*torch.Tensor, p ckptPart, i int) error {
+	params := modelSlices(s, p.net, i)
+	for name, t := range params {
+		ts[p.prefix+name] = t
+	}
+	if p.opt == nil {
+		return nil
+	}
+	steps, err := p.opt.Steps()
+	if err != nil {
+		return err
+	}
+	names := p.net.Params.TrainableNames()
+	rule := p.opt.Spec().Rule
+	stepv := make([]int64, len(names))
+	for j, name := range names {
+		state, err := p.opt.State(s, j, i)
+		if err != nil {
+			return err
+		}
+		shape, _ := params[name].Shape()
+		for k, sn := range p.opt.StateNames() {
+			ts[p.prefix+rule+"."+sn+"."+name] = s.Reshape(state[k], shape...)
+		}
+		stepv[j] = int64(steps[i])
+	}
+	ts[p.prefix+rule+".step"] = s.From(stepv, int64(len(stepv)))
+	return nil
 }
 
 // loadModel copies the parameters whose names start with prefix ("" for
@@ -130,9 +158,10 @@ func loadModel(s *torch.Scope, path string, net *Network, i int, prefix string) 
 	return src, meta, s.Err()
 }
 
-// loadResume restores model i's weights, optimiser state and loop state from its
-// last.safetensors.
-func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*loopState, error) {
+// loadResume restores model i's weights, optimiser state and loop state
+// from its last.safetensors, and the extra parts' weights and optimiser
+// states from their prefixed names.
+func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer, extra ...ckptPart) (*loopState, error) {
 	s := torch.NewScope()
 	defer s.Close()
 	ts, meta, err := loadModel(s, path, net, i, "")
@@ -143,46 +172,75 @@ func loadResume(path string, net *Network, i int, opt *torch.FlatOptimizer) (*lo
 	if err := json.Unmarshal([]byte(meta["state"]), &st); err != nil || st.Early == nil {
 		return nil, fmt.Errorf("checkpoint %s: no loop state (%v): not a last.safetensors", path, err)
 	}
+	for _, p := range append([]ckptPart{{"", net, opt}}, extra...) {
+		if p.prefix != "" {
+			dst := modelSlices(s, p.net, i)
+			for _, name := range p.net.Params.Names {
+				src := ts[p.prefix+name]
+				if src == nil {
+					return nil, fmt.Errorf("checkpoint %s: no parameter %q", path, p.prefix+name)
+				}
+				want, _ := dst[name].Shape()
+				got, _ := src.Shape()
+				if fmt.Sprint(want) != fmt.Sprint(got) {
+					return nil, fmt.Errorf("checkpoint %s: parameter %q has shape %v, want %v", path, p.prefix+name, got, want)
+				}
+				if err := dst[name].CopyFrom(src); err != nil {
+					return nil, fmt.Errorf("checkpoint %s: %q: %w", path, p.prefix+name, err)
+				}
+			}
+		}
+		if err := restoreOptimizer(s, path, ts, p, i); err != nil {
+			return nil, err
+		}
+	}
+	return &st, s.Err()
+}
+
+// restoreOptimizer copies part p's optimiser state of model i from a
+// checkpoint's tensors ts (read from path).
+func restoreOptimizer(s *torch.Scope, path string, ts map[string]*torch.Tensor, p ckptPart, i int) error {
+	opt := p.opt
 	rule := opt.Spec().Rule
-	steps, ok := ts[rule+".step"]
+	steps, ok := ts[p.prefix+rule+".step"]
 	if !ok {
-		return nil, fmt.Errorf("checkpoint %s: no %s.step (not written by a %s run)", path, rule, rule)
+		return fmt.Errorf("checkpoint %s: no %s%s.step (not written by a %s run)", path, p.prefix, rule, rule)
 	}
 	stepv, err := steps.Int64s()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	names := net.Params.TrainableNames()
+	names := p.net.Params.TrainableNames()
 	if len(stepv) != len(names) {
-		return nil, fmt.Errorf("checkpoint %s: %d optimiser steps for %d parameters", path, len(stepv), len(names))
+		return fmt.Errorf("checkpoint %s: %d optimiser steps for %d parameters", path, len(stepv), len(names))
 	}
 	for j, name := range names {
 		if stepv[j] != stepv[0] {
-			return nil, fmt.Errorf("checkpoint %s: step %d for %q, %d for %q: one model's parameters step together", path, stepv[j], name, stepv[0], names[0])
+			return fmt.Errorf("checkpoint %s: step %d for %q, %d for %q: one model's parameters step together", path, stepv[j], name, stepv[0], names[0])
 		}
 		dst, err := opt.State(s, j, i)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for k, sn := range opt.StateNames() {
-			src := ts[rule+"."+sn+"."+name]
+			src := ts[p.prefix+rule+"."+sn+"."+name]
 			if src == nil {
-				return nil, fmt.Errorf("checkpoint %s: no %s %s of %q", path, rule, sn, name)
+				return fmt.Errorf("checkpoint %s: no %s %s of %q", path, rule, sn, p.prefix+name)
 			}
 			want, _ := dst[k].Numel()
 			got, _ := src.Numel()
 			if want != got {
-				return nil, fmt.Errorf("checkpoint %s: %s %s of %q has %d values, want %d", path, rule, sn, name, got, want)
+				return fmt.Errorf("checkpoint %s: %s %s of %q has %d values, want %d", path, rule, sn, p.prefix+name, got, want)
 			}
 			if err := dst[k].CopyFrom(s.Reshape(src, -1)); err != nil {
-				return nil, fmt.Errorf("checkpoint %s: %s %s of %q: %w", path, rule, sn, name, err)
+				return fmt.Errorf("checkpoint %s: %s %s of %q: %w", path, rule, sn, p.prefix+name, err)
 			}
 		}
 	}
 	if len(stepv) > 0 {
 		if err := opt.SetStep(i, float64(stepv[0])); err != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+			return fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 	}
-	return &st, s.Err()
+	return nil
 }

@@ -56,6 +56,11 @@ type Config struct {
 		Threshold float64 `json:"threshold"`
 	} `json:"plateau"` // nil: constant learning rate
 
+	// GradBlend, when set, trains by MultiBench's Gradient Blending
+	// (gradblend.go): rounds of weight estimation, blended training and a
+	// head fine-tune, all taken by the one loop's epochs.
+	GradBlend *GradBlendSpec `json:"gradient_blend,omitempty"`
+
 	BatchSize     int  `json:"batch_size"`
 	MaxEpochs     int  `json:"max_epochs"`
 	EarlyStopping int  `json:"early_stopping"` // epochs without a lower validation loss before stopping; 0: never (a fixed epoch count)
@@ -127,6 +132,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.Optimizer.validate(); err != nil {
+		return err
+	}
+	if err := c.GradBlend.validate(c); err != nil {
 		return err
 	}
 	for _, a := range c.Loss.Aux {

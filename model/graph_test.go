@@ -52,7 +52,7 @@ func TestSeedBatchCUDAGraph(t *testing.T) {
 		var evs []*evaluation
 		for epoch := 0; epoch < 2; epoch++ {
 			tr.opt.SetLR(1, cfg.LR/(1+float64(epoch))) // a learning rate that changes between epochs
-			l, err := tr.epoch(sp, nil, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
+			l, err := tr.epoch(sp, nil, sameWeights(2, cfg.HeadWeights(cfg.Loss.WFusion)), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +211,7 @@ func TestHostTransfersPerEpoch(t *testing.T) {
 		if graphs {
 			fake = useFakeGraph(tr)
 		}
-		weights := cfg.HeadWeights(cfg.Loss.WFusion)
+		weights := sameWeights(2, cfg.HeadWeights(cfg.Loss.WFusion))
 		epoch := func(sp *Split) func() error {
 			return func() error { _, err := tr.epoch(sp, nil, weights, []uint64{1, 2}); return err }
 		}
@@ -260,7 +260,7 @@ func trainTwoEpochs(t *testing.T, sp, val *Split, prepare func(*trainer)) ([]flo
 	var evs []*evaluation
 	for epoch := 0; epoch < 2; epoch++ {
 		tr.opt.SetLR(1, cfg.LR/(1+float64(epoch)))
-		l, err := tr.epoch(sp, nil, cfg.HeadWeights(cfg.Loss.WFusion), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
+		l, err := tr.epoch(sp, nil, sameWeights(2, cfg.HeadWeights(cfg.Loss.WFusion)), []uint64{epochSeed(42, epoch), epochSeed(43, epoch)})
 		if err != nil {
 			t.Fatal(err)
 		}

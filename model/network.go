@@ -19,6 +19,7 @@ type Network struct {
 	Modalities []ModalitySpec // encoded, in fusion order
 	Encoders   []encoder      // one per modality
 	Fusion     fusion         // nil for a uni-modal model or a probe
+	Fused      tokens         // what the fusion gives (zero without one)
 	Heads      map[string]head
 	Aux        []auxTerm // the loss's auxiliary terms, in the configuration's order
 }
@@ -52,7 +53,7 @@ func NewNetwork(c *Config, seeds []uint64, device torch.Device) (*Network, error
 			p.Close()
 			return nil, fmt.Errorf("build %s: %w", c.Name, err)
 		}
-		out[fusionHead] = t
+		out[fusionHead], n.Fused = t, t
 	}
 	for _, h := range c.Heads {
 		param := fusionHeadParam

@@ -29,6 +29,15 @@ func TestParameterCounts(t *testing.T) {
 		"mimic_late_fusion": 170 + 3960 + (730*40 + 40 + 40*6 + 6),
 		"mimic_lrtf":        170 + 3960 + (100*40 + 40 + 40*6 + 6),
 		"mimic_mi_matrix":   170 + 3960 + (10*720*100 + 10*100 + 720*100 + 100) + (100*40 + 40 + 40*6 + 6),
+		// Gradient Blending, as MultiBench counts it (encoders, fusion head,
+		// concat and the uni-modal heads; the fine-tuned head is a copy of
+		// the fusion head and not counted twice): AV-MNIST's heads
+		// MLP(240, 100, 10), MLP(48, 100, 10), MLP(192, 100, 10) give
+		// 287,142 (the paper's 0.29 M); MIMIC-III's MLP(730, 40, 6),
+		// MLP(10, 20, 6), MLP(720, 40, 6) give 63,048 (0.063 M).
+		"gradblend":          13938 + 221874 + (240*100 + 100 + 100*10 + 10) + (48*100 + 100 + 100*10 + 10) + (192*100 + 100 + 100*10 + 10),
+		"gradblend_intended": 287142,
+		"mimic_gradblend":    170 + 3960 + (730*40 + 40 + 40*6 + 6) + (10*20 + 20 + 20*6 + 6) + (720*40 + 40 + 40*6 + 6),
 	}
 	names, err := ConfigNames()
 	if err != nil {

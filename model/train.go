@@ -124,6 +124,10 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 	if o.Shuffle != nil {
 		shuffle = *o.Shuffle
 	}
+	evalBatch := cfg.evalBatch(o.EvalBatch)
+	if gb := cfg.GradBlend; gb != nil && maxEpochs < gb.RoundEpochs {
+		return nil, fmt.Errorf("%s: %d epochs are less than one Gradient Blending round (%d epochs)", cfg.Name, maxEpochs, gb.RoundEpochs)
+	}
 	data := torch.NewScope()
 	defer data.Close()
 	ds, err := LoadDatasets(data, filepath.Join(o.DataDir, cfg.Dataset), cfg.Dataset, o.Device, o.LimitTrain, o.LimitEval)
@@ -162,7 +166,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		}
 		settings := map[string]any{
 			"config": cfg, "max_epochs": maxEpochs, "limit_train": o.LimitTrain, "limit_eval": o.LimitEval,
-			"shuffle": shuffle, "eval_batch": o.EvalBatch, "train_rows": ds.Train.N,
+			"shuffle": shuffle, "eval_batch": evalBatch, "train_rows": ds.Train.N,
 			"validation_rows": ds.Validation.N, "test_rows": ds.Test.N,
 		}
 		if k > 1 {
@@ -199,9 +203,18 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		return nil, err
 	}
 	defer tr.Close()
+	var gb *gradBlend
+	var extra []ckptPart
+	if cfg.GradBlend != nil {
+		if gb, err = newGradBlend(cfg, net, tr, ds, seeds, o, shuffle, evalBatch); err != nil {
+			return nil, err
+		}
+		defer gb.Close()
+		extra = gb.parts()
+	}
 	for i, m := range models {
 		m.rec.Params = nparams
-		if err := m.resume(net, i, tr.opt, o.Log); err != nil {
+		if err := m.resume(cfg, net, i, tr.opt, o.Log, extra...); err != nil {
 			return nil, err
 		}
 	}
@@ -211,6 +224,13 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		if !m.done && !m.st.stopped() {
 			start = min(start, m.st.NextEpoch)
 		}
+	}
+	if gb != nil {
+		// Gradient Blending's rounds take the epochs (gradblend.go).
+		if err := gb.rounds(models, start, maxEpochs); err != nil {
+			return nil, err
+		}
+		start = maxEpochs
 	}
 	for epoch := start; epoch < maxEpochs; epoch++ {
 		var active []int
@@ -226,8 +246,10 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		if len(active) == 0 {
 			break
 		}
-		// w_f follows the epoch count alone, so every running model has the same.
-		weights := cfg.HeadWeights(models[active[0]].st.WFusion)
+		weights := make([]map[string]float64, k)
+		for i, m := range models {
+			weights[i] = cfg.HeadWeights(m.st.WFusion)
+		}
 		t0 := time.Now()
 		keys := make([]uint64, k)
 		for i, seed := range seeds {
@@ -243,7 +265,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: %w", cfg.Name, seeds, epoch, err)
 		}
-		evs, err := tr.evaluate(ds.Validation, o.EvalBatch)
+		evs, err := tr.evaluate(ds.Validation, evalBatch)
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: validation: %w", cfg.Name, seeds, epoch, err)
 		}
@@ -258,7 +280,12 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		}
 	}
 
-	// Each model's test uses its own lowest-validation-loss weights.
+	// Each model's test uses its own best weights: of the network, or of
+	// Gradient Blending's encoders and fine-tuned head.
+	testNet, testTr := net, tr
+	if gb != nil {
+		testNet, testTr = gb.tested, gb.testedTr
+	}
 	var testing []int
 	var failed []string
 	for i, m := range models {
@@ -268,7 +295,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 			failed = append(failed, fmt.Sprintf("seed %d has no completed epoch (%s)", m.seed, m.st.Diverged))
 		default:
 			s := torch.NewScope()
-			_, _, err := loadModel(s, filepath.Join(m.dir, BestFile), net, i, "")
+			_, _, err := loadModel(s, filepath.Join(m.dir, BestFile), testNet, i, "")
 			s.Close()
 			if err != nil {
 				return nil, err
@@ -278,7 +305,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 	}
 	if len(testing) > 0 {
 		t0 := time.Now()
-		evs, err := tr.evaluate(ds.Test, o.EvalBatch)
+		evs, err := testTr.evaluate(ds.Test, evalBatch)
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v: test: %w", cfg.Name, seeds, err)
 		}
@@ -286,6 +313,9 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		for _, i := range testing {
 			m := models[i]
 			m.rec.Final = finalMetrics(cfg, ds.Spec.Classes, m.rec, evs[i], m.st, testSeconds)
+			if gb != nil {
+				m.rec.Final.Epochs = m.st.NextEpoch // the history has a line per round
+			}
 			if err := artifact.WriteJSON(filepath.Join(m.dir, runrecord.FileName), m.rec); err != nil {
 				return nil, err
 			}
@@ -310,7 +340,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 //
 // record.json is written before last.safetensors at each epoch, so the
 // record's history always reaches the checkpoint's epoch.
-func (m *member) resume(net *Network, i int, opt *torch.FlatOptimizer, log io.Writer) error {
+func (m *member) resume(cfg *Config, net *Network, i int, opt *torch.FlatOptimizer, log io.Writer, extra ...ckptPart) error {
 	last := filepath.Join(m.dir, lastFile)
 	if _, err := os.Stat(last); err != nil {
 		return nil
@@ -324,17 +354,34 @@ func (m *member) resume(net *Network, i int, opt *torch.FlatOptimizer, log io.Wr
 		m.rec, m.done = &old, true
 		return nil
 	}
-	st, err := loadResume(last, net, i, opt)
+	st, err := loadResume(last, net, i, opt, extra...)
 	if err != nil {
 		return err
 	}
-	if len(old.History) < st.NextEpoch {
-		return fmt.Errorf("%s: the record has %d epochs but the checkpoint is at epoch %d; delete the run folder to start again",
+	lines := st.NextEpoch
+	if cfg.GradBlend != nil {
+		lines = st.NextEpoch / cfg.GradBlend.RoundEpochs // a line per round
+	}
+	if len(old.History) < lines {
+		return fmt.Errorf("%s: the record has %d lines but the checkpoint is at epoch %d; delete the run folder to start again",
 			m.dir, len(old.History), st.NextEpoch)
 	}
-	m.st, m.rec.History = st, old.History[:st.NextEpoch]
+	m.st, m.rec.History = st, old.History[:lines]
 	fmt.Fprintf(log, "%s seed %d: resuming at epoch %d\n", m.rec.Config, m.seed, st.NextEpoch)
 	return nil
+}
+
+// evalBatch is the evaluation batch size: the training batch's when an
+// encoder's BatchNorm normalises with batch statistics at test (so the
+// statistics are of batches as MultiBench's evaluation forms them), else
+// the run's.
+func (c *Config) evalBatch(runs int) int {
+	for _, e := range c.Network.Encoders {
+		if e.BatchStatsAtTest {
+			return c.BatchSize
+		}
+	}
+	return runs
 }
 
 // endEpoch does model i's bookkeeping after an epoch it trained in: the

@@ -25,7 +25,7 @@ type trainer struct {
 	k       int
 	batch   int64
 	heads   []string      // sorted, the order of weights
-	weights *torch.Tensor // (heads) float32: this epoch's loss weights
+	weights *torch.Tensor // (k, heads) float32: this epoch's loss weights, each model's own
 	total   *torch.Tensor // (k): sum over the epoch of rows * loss
 	own     *torch.Scope
 	log     io.Writer
@@ -67,7 +67,7 @@ func newTrainer(net *Network, cfg *Config, train *Split, o Options) (*trainer, e
 	}
 	t.heads = slices.Clone(cfg.Heads)
 	slices.Sort(t.heads)
-	t.weights = t.own.Full(0, torch.Float32, o.Device, int64(len(t.heads)))
+	t.weights = t.own.Full(0, torch.Float32, o.Device, int64(t.k), int64(len(t.heads)))
 	t.total = t.own.Full(0, torch.Float32, o.Device, int64(t.k))
 	if err := t.own.Err(); err != nil {
 		t.Close()
@@ -100,8 +100,8 @@ func (t *trainer) Close() {
 }
 
 // loss is each model's training loss on batch b, (K): the heads'
-// cross-entropies weighted by weights (one per head, in heads' order) plus
-// the auxiliary terms.
+// cross-entropies weighted by weights (K, heads: each model's weight of
+// each head, in heads' order) plus the auxiliary terms.
 func (n *Network) loss(s *torch.Scope, b Batch, mode Mode, heads []string, weights *torch.Tensor) *torch.Tensor {
 	r := n.forward(s, b, mode)
 	var perModel *torch.Tensor
@@ -113,7 +113,7 @@ func (n *Network) loss(s *torch.Scope, b Batch, mode Mode, heads []string, weigh
 		}
 	}
 	for i, h := range heads {
-		add(s.Mul(modelCE(s, r.logits[h], b.Label, n.K, b.PerModel, torch.ReduceMean), s.Narrow(weights, 0, int64(i), 1)))
+		add(s.Mul(modelCE(s, r.logits[h], b.Label, n.K, b.PerModel, torch.ReduceMean), s.Reshape(s.Narrow(weights, 1, int64(i), 1), -1)))
 	}
 	for _, a := range n.Aux {
 		add(a.Loss(s, r, b, n.K))
@@ -144,15 +144,20 @@ func shuffledOrder(s *torch.Scope, seeds []int64, epoch int, n int64, device tor
 
 // epoch runs one pass over the training rows for every model at once, in
 // the data's order, or in each model's own order (K, N) when order is not
-// nil, and returns each model's mean training loss, read from the device
-// once.
-func (t *trainer) epoch(sp *Split, order *torch.Tensor, weights map[string]float64, keys []uint64) ([]float64, error) {
-	w := make([]float32, len(t.heads))
-	for i, h := range t.heads {
-		w[i] = float32(weights[h])
+// nil, with model i's heads weighted by weights[i], and returns each
+// model's mean training loss, read from the device once.
+func (t *trainer) epoch(sp *Split, order *torch.Tensor, weights []map[string]float64, keys []uint64) ([]float64, error) {
+	if len(weights) != t.k {
+		return nil, fmt.Errorf("loss weights for %d models, want %d", len(weights), t.k)
+	}
+	w := make([]float32, 0, t.k*len(t.heads))
+	for _, mw := range weights {
+		for _, h := range t.heads {
+			w = append(w, float32(mw[h]))
+		}
 	}
 	s := torch.NewScope()
-	err := t.weights.CopyFrom(s.From(w, int64(len(w))))
+	err := t.weights.CopyFrom(s.From(w, int64(t.k), int64(len(t.heads))))
 	s.Close()
 	if err == nil {
 		err = t.total.Fill(0)
@@ -185,6 +190,15 @@ func (t *trainer) epoch(sp *Split, order *torch.Tensor, weights map[string]float
 		sums[i] /= float64(sp.N)
 	}
 	return sums, err
+}
+
+// sameWeights is every one of k models weighted by w.
+func sameWeights(k int, w map[string]float64) []map[string]float64 {
+	out := make([]map[string]float64, k)
+	for i := range out {
+		out[i] = w
+	}
+	return out
 }
 
 // step is one optimisation step of every model on batch b of n rows. The

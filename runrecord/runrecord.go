@@ -34,6 +34,13 @@ type Epoch struct {
 	LR        float64            `json:"lr"`           // learning rate used during this epoch
 	WFusion   float64            `json:"w_fusion"`     // w_f used during this epoch
 	Seconds   float64            `json:"seconds"`
+
+	// Gradient Blending records one entry per round, at the round's last
+	// blended epoch: the heads' loss weights the round estimated and
+	// trained with, and the validation loss after each head fine-tune
+	// epoch (the entry's validation figures are the last one's).
+	BlendWeights    map[string]float64 `json:"blend_weights,omitempty"`
+	FinetuneValLoss []float64          `json:"finetune_val_loss,omitempty"`
 }
 
 // Metrics are the final test results (on the lowest-validation-loss weights).
