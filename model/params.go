@@ -162,3 +162,32 @@ func (p *Params) ByName() map[string]*torch.Tensor {
 // kaiming_uniform_ with a = sqrt(5) reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 // the same bound PyTorch uses for their biases.
 func kaimingBound(fanIn int64) float64 { return 1 / math.Sqrt(float64(fanIn)) }
+
+// holdBuffers copies models' slices of every buffer (made in s) and
+// returns what puts them back: for a pass that must leave those models as
+// they are, while a training-mode forward pass over all K models updates
+// every model's BatchNorm statistics.
+func (p *Params) holdBuffers(s *torch.Scope, models []int) (restore func() error, err error) {
+	type held struct{ dst, saved *torch.Tensor }
+	var hs []held
+	for i, name := range p.Names {
+		if !p.buffers[name] {
+			continue
+		}
+		for _, m := range models {
+			v := s.Narrow(p.Tensors[i], 0, int64(m), 1)
+			hs = append(hs, held{v, s.Clone(v)})
+		}
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("hold buffers: %w", err)
+	}
+	return func() error {
+		for _, h := range hs {
+			if err := h.dst.CopyFrom(h.saved); err != nil {
+				return fmt.Errorf("restore buffers: %w", err)
+			}
+		}
+		return nil
+	}, nil
+}

@@ -31,6 +31,11 @@ type Options struct {
 	EvalBatch  int    // 0: 512
 	Shuffle    *bool  // nil: the configuration's choice
 	Threads    int    // libtorch intra-op threads; 0: all cores
+	// GradBlendRound and GradBlendFinetune shorten Gradient Blending's
+	// schedule (epochs per round, head fine-tune epochs per round) for a
+	// short profile; 0: the configuration's. The run's record holds the
+	// configuration with them applied.
+	GradBlendRound, GradBlendFinetune int
 	NoGraphs   bool   // on CUDA: plain steps, no CUDA graph
 	Profile    string
 	Log        io.Writer // one line per epoch and model; nil: silent
@@ -64,6 +69,39 @@ func (o *Options) setup(cfg *Config) (torch.Info, int, error) {
 		maxEpochs = o.MaxEpochs
 	}
 	return info, maxEpochs, nil
+}
+
+// waiting lists the models of k that are not in active.
+func waiting(k int, active []int) []int {
+	var out []int
+	for i := 0; i < k; i++ {
+		if !slices.Contains(active, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// schedule applies the Gradient Blending overrides to a copy of cfg.
+func (o *Options) schedule(cfg *Config) (*Config, error) {
+	if o.GradBlendRound == 0 && o.GradBlendFinetune == 0 {
+		return cfg, nil
+	}
+	if cfg.GradBlend == nil {
+		return nil, fmt.Errorf("%s: Gradient Blending's schedule given for a configuration without one", cfg.Name)
+	}
+	if o.GradBlendRound < 0 || o.GradBlendFinetune < 0 {
+		return nil, fmt.Errorf("%s: Gradient Blending's round and fine-tune epochs must be positive", cfg.Name)
+	}
+	c, gb := *cfg, *cfg.GradBlend
+	if o.GradBlendRound > 0 {
+		gb.RoundEpochs = o.GradBlendRound
+	}
+	if o.GradBlendFinetune > 0 {
+		gb.FinetuneEpochs = o.GradBlendFinetune
+	}
+	c.GradBlend = &gb
+	return &c, nil
 }
 
 // RunDir is where a run keeps its record and checkpoints.
@@ -116,6 +154,10 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 	// the Go scheduler happens to use.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	cfg, err := o.schedule(cfg)
+	if err != nil {
+		return nil, err
+	}
 	info, maxEpochs, err := o.setup(cfg)
 	if err != nil {
 		return nil, err
@@ -260,7 +302,16 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		if shuffle {
 			order = shuffledOrder(es, seeds, epoch, ds.Train.N, o.Device)
 		}
-		trainLoss, err := tr.epoch(ds.Train, order, weights, keys)
+		// The optimiser leaves a waiting or stopped model alone, but a
+		// training-mode pass updates every model's BatchNorm statistics.
+		held, err := net.Params.holdBuffers(es, waiting(k, active))
+		var trainLoss []float64
+		if err == nil {
+			trainLoss, err = tr.epoch(ds.Train, order, weights, keys)
+		}
+		if err == nil {
+			err = held()
+		}
 		es.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s seeds %v epoch %d: %w", cfg.Name, seeds, epoch, err)

@@ -66,6 +66,8 @@ few warm-up steps and replayed (--no-graphs: plain steps).`,
 	f.BoolVar(&shuffle, "shuffle", false, "override the configuration's shuffling of the training rows each epoch")
 	f.IntVar(&o.Threads, "threads", 0, "libtorch threads (0: all cores)")
 	f.BoolVar(&o.NoGraphs, "no-graphs", false, "on CUDA: plain steps instead of replayed CUDA graphs")
+	f.IntVar(&o.GradBlendRound, "gb-round-epochs", 0, "Gradient Blending: epochs per round (0: the configuration's)")
+	f.IntVar(&o.GradBlendFinetune, "gb-finetune-epochs", 0, "Gradient Blending: head fine-tune epochs per round (0: the configuration's)")
 	c.MarkFlagRequired("config")
 	c.MarkFlagsMutuallyExclusive("seed", "seeds")
 	return c
