@@ -36,9 +36,9 @@ type Options struct {
 	// short profile; 0: the configuration's. The run's record holds the
 	// configuration with them applied.
 	GradBlendRound, GradBlendFinetune int
-	NoGraphs   bool   // on CUDA: plain steps, no CUDA graph
-	Profile    string
-	Log        io.Writer // one line per epoch and model; nil: silent
+	NoGraphs                          bool // on CUDA: plain steps, no CUDA graph
+	Profile                           string
+	Log                               io.Writer // one line per epoch and model; nil: silent
 }
 
 // setup fills in o's defaults, sets libtorch's thread count, and returns
