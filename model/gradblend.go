@@ -459,6 +459,14 @@ func (g *gradBlend) round(models []*member, active []int, r, maxEpochs int) erro
 	if err != nil {
 		return err
 	}
+	// A waiting model keeps its BatchNorm statistics, which the blended
+	// epochs and the validations in training mode update for every model.
+	hs := torch.NewScope()
+	defer hs.Close()
+	held, err := g.main.Params.holdBuffers(hs, waiting(k, active))
+	if err != nil {
+		return err
+	}
 	for _, i := range active {
 		fmt.Fprintf(g.o.Log, "%s seed %d round %d: blend weights %s (losses on trained/held-out rows: %s)\n",
 			g.cfg.Name, g.seeds[i], r+1, formatWeights(weights[i]), measured[i])
@@ -525,6 +533,9 @@ func (g *gradBlend) round(models []*member, active []int, r, maxEpochs int) erro
 	// network keeps them.
 	encoders := g.tested.Params.ByName()
 	if err := copyParams(g.main, g.tested, func(name string) bool { return encoders[name] != nil && !isHead(name) }); err != nil {
+		return err
+	}
+	if err := held(); err != nil {
 		return err
 	}
 	seconds := time.Since(t0).Seconds() / float64(k)
