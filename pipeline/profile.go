@@ -40,6 +40,10 @@ type Overrides struct {
 	MaxEpochs  *int `json:"max_epochs,omitempty"`  // at most this many epochs
 	LimitTrain *int `json:"limit_train,omitempty"` // train on the first N training samples
 	LimitEval  *int `json:"limit_eval,omitempty"`  // validate and test on the first N samples
+	// Gradient Blending's schedule, shortened: epochs per round and head
+	// fine-tune epochs per round (configurations without it refuse them).
+	GradBlendRound    *int `json:"gb_round_epochs,omitempty"`
+	GradBlendFinetune *int `json:"gb_finetune_epochs,omitempty"`
 }
 
 // LoadProfile reads and validates a profile file. Unknown fields are an
@@ -116,6 +120,12 @@ func (p *Profile) For(config string) Overrides {
 	if pc.LimitEval != nil {
 		o.LimitEval = pc.LimitEval
 	}
+	if pc.GradBlendRound != nil {
+		o.GradBlendRound = pc.GradBlendRound
+	}
+	if pc.GradBlendFinetune != nil {
+		o.GradBlendFinetune = pc.GradBlendFinetune
+	}
 	return o
 }
 
@@ -123,7 +133,8 @@ func (o Overrides) validate() error {
 	for _, f := range []struct {
 		name string
 		v    *int
-	}{{"max_epochs", o.MaxEpochs}, {"limit_train", o.LimitTrain}, {"limit_eval", o.LimitEval}} {
+	}{{"max_epochs", o.MaxEpochs}, {"limit_train", o.LimitTrain}, {"limit_eval", o.LimitEval},
+		{"gb_round_epochs", o.GradBlendRound}, {"gb_finetune_epochs", o.GradBlendFinetune}} {
 		if f.v != nil && *f.v < 0 {
 			return fmt.Errorf("%s is %d; use 0 for no limit", f.name, *f.v)
 		}

@@ -166,9 +166,13 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 			Device: o.Device, DataDir: root, RunsDir: runs, Threads: o.Threads, NoGraphs: o.NoGraphs,
 			Profile: o.Profile.Name, Log: o.Log,
 			MaxEpochs: deref(lim.MaxEpochs), LimitTrain: deref(lim.LimitTrain), LimitEval: deref(lim.LimitEval),
+			GradBlendRound: deref(lim.GradBlendRound), GradBlendFinetune: deref(lim.GradBlendFinetune),
 		}
 		params := map[string]any{"config": cfg, "device": o.Device, "max_epochs": opts.MaxEpochs,
 			"limit_train": opts.LimitTrain, "limit_eval": opts.LimitEval, "profile": o.Profile.Name}
+		if opts.GradBlendRound > 0 || opts.GradBlendFinetune > 0 {
+			params["gb_round_epochs"], params["gb_finetune_epochs"] = opts.GradBlendRound, opts.GradBlendFinetune
+		}
 		var skip string
 		if cfg.Dataset == "mimic" && mimicStage.SkipReason != "" {
 			if _, err := os.Stat(filepath.Join(miDir, model.SplitFiles[0])); err != nil {
