@@ -221,11 +221,13 @@ func runBaselineStep(t *testing.T, net *Network, b Batch, clipAt func(totals []f
 	heads := slices.Clone(cfg.Heads)
 	slices.Sort(heads)
 	hw := cfg.HeadWeights(cfg.Loss.WFusion)
-	w := make([]float32, len(heads))
-	for i, h := range heads {
-		w[i] = float32(hw[h])
+	var w []float32 // (K, heads): every model the configuration's weights
+	for range net.K {
+		for _, h := range heads {
+			w = append(w, float32(hw[h]))
+		}
 	}
-	perModel := net.loss(s, b, Mode{Train: true}, heads, s.From(w, int64(len(w))))
+	perModel := net.loss(s, b, Mode{Train: true}, heads, s.From(w, int64(net.K), int64(len(heads))))
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}

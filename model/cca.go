@@ -22,6 +22,9 @@ func (t ccaTerm) Loss(s *torch.Scope, r forwardResult, b Batch, k int) *torch.Te
 	const ridge, floor = 1e-3, 1e-9
 	h1, h2 := flatTokens(s, r.encoded[0]), flatTokens(s, r.encoded[1]) // (K, m, o)
 	shape, _ := h1.Shape()
+	if len(shape) != 3 {
+		return h1 // an earlier operation failed: the scope holds its error
+	}
 	m := float64(shape[1])
 	dev := deviceOf(h1)
 	eye := s.MulScalar(eyeMatrix(s, t.Dim, dev), ridge)
@@ -41,6 +44,9 @@ func (t ccaTerm) Loss(s *torch.Scope, r forwardResult, b Batch, k int) *torch.Te
 func rootInverse(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
 	d, v := s.Eigh(x)
 	shape, _ := d.Shape()
+	if len(shape) != 2 {
+		return d // the scope holds the error
+	}
 	scaled := s.Mul(v, s.Reshape(s.PowScalar(d, -0.5), shape[0], 1, shape[1]))
 	return s.MatMul(scaled, s.Transpose(v, 1, 2))
 }

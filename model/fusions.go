@@ -73,6 +73,9 @@ func (f lowRank) Forward(s *torch.Scope, xs []*torch.Tensor, mode Mode) *torch.T
 	for i, x := range xs {
 		v := flatTokens(s, x) // (K, batch, d)
 		shape, _ := v.Shape()
+		if len(shape) != 3 {
+			return failed(s, "low-rank fusion", v, 3)
+		}
 		ones := s.Full(1, torch.Float32, deviceOf(v), shape[0], shape[1], 1)
 		v = s.Reshape(s.Cat(-1, ones, v), shape[0], 1, shape[1], shape[2]+1)
 		zi := s.MatMul(v, f.Factors[i]) // (K, 1, batch, d+1) @ (K, rank, d+1, out)
@@ -83,6 +86,9 @@ func (f lowRank) Forward(s *torch.Scope, xs []*torch.Tensor, mode Mode) *torch.T
 		}
 	}
 	shape, _ := z.Shape()
+	if len(shape) != 4 {
+		return failed(s, "low-rank fusion", z, 4)
+	}
 	k := shape[0]
 	// out[k, b] = sum_r w[k, r] z[k, r, b]: (K, batch, 1, rank) @ (K, batch, rank, out).
 	w := s.Reshape(f.Weights, k, 1, 1, f.Rank)
@@ -116,12 +122,23 @@ func newMIMatrix(p *Params, name string, in []tokens, spec Part) (fusion, tokens
 func (f miMatrix) Forward(s *torch.Scope, xs []*torch.Tensor, mode Mode) *torch.Tensor {
 	m1, m2 := flatTokens(s, xs[0]), flatTokens(s, xs[1]) // (K, batch, d1), (K, batch, d2)
 	shape, _ := m1.Shape()
+	if len(shape) != 3 {
+		return failed(s, "mi-matrix fusion", m1, 3)
+	}
 	k, n := shape[0], shape[1]
 	outer := s.Mul(s.Reshape(m1, k, n, f.D1, 1), s.Reshape(m2, k, n, 1, f.D2))
 	y := s.MatMul(s.Reshape(outer, k, n, f.D1*f.D2), s.Reshape(f.W, k, f.D1*f.D2, f.Out))
 	y = s.Add(y, s.MatMul(m2, f.V))
 	y = s.Add(y, s.MatMul(m1, f.U))
 	return asToken(s, s.Add(y, s.Reshape(f.B, k, 1, f.Out)))
+}
+
+// failed records in s that a part got a tensor of the wrong rank (unless
+// s already holds an earlier operation's error, which is then the cause)
+// and returns an inert tensor, so the pass ends with an error, not a panic.
+func failed(s *torch.Scope, part string, x *torch.Tensor, want int) *torch.Tensor {
+	shape, _ := x.Shape()
+	return s.Fail(part, fmt.Errorf("input of shape %v, want %d dimensions", shape, want))
 }
 
 func deviceOf(t *torch.Tensor) torch.Device {

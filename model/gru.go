@@ -36,6 +36,9 @@ func newGRU(p *Params, name string, m *ModalitySpec, spec Part) (encoder, tokens
 func (g GRU) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor {
 	gi := linearOn(s, g.Input, x, perModel) // (K, batch, steps, 3H)
 	shape, _ := gi.Shape()
+	if len(shape) != 4 {
+		return failed(s, "gru", gi, 4)
+	}
 	k, n, steps, h := shape[0], shape[1], shape[2], g.Hidden
 	state := s.Full(0, torch.Float32, deviceOf(gi), k, n, h)
 	gate := func(t *torch.Tensor, i int64) *torch.Tensor { return s.Narrow(t, -1, i*h, h) }

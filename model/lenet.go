@@ -74,6 +74,9 @@ func newLeNet(p *Params, name string, m *ModalitySpec, spec Part) (encoder, toke
 // to one token each, (K, batch, 1, code).
 func (e LeNet) Forward(s *torch.Scope, x *torch.Tensor, perModel bool, mode Mode) *torch.Tensor {
 	shape, _ := x.Shape()
+	if want := map[bool]int{false: 4, true: 5}[perModel]; len(shape) != want {
+		return failed(s, "lenet", x, want)
+	}
 	groups := int64(1)
 	if perModel {
 		// (K, batch, C, H, W) -> (batch, K*C, H, W): each model's channels together.

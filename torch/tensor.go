@@ -132,6 +132,11 @@ func (t *Tensor) free() {
 // Valid reports whether t refers to a live tensor.
 func (t *Tensor) Valid() bool { return t != nil && t.h != nil }
 
+// Fail makes err (about op) the scope's error unless it already has one,
+// and returns an inert tensor: for a caller that finds a problem the shim
+// cannot see, so the computation ends with an error, not a panic.
+func (s *Scope) Fail(op string, err error) *Tensor { return s.fail(op, err) }
+
 func (s *Scope) fail(op string, err error) *Tensor {
 	if s.err == nil {
 		s.err = fmt.Errorf("%s: %w", op, err)
