@@ -140,7 +140,7 @@ func benchTrainEpoch(b *testing.B, k int) {
 		keys[i] = epochSeed(int64(seeds[i]), 0)
 	}
 	// Warm-up: enough full batches to capture the graph on CUDA.
-	if _, err := tr.epoch(firstRows(s, sp, int64(cfg.BatchSize)*(graphWarmup+2)), nil, w, keys); err != nil {
+	if _, err := tr.epoch(firstRows(s, sp, min(int64(n), int64(cfg.BatchSize)*(graphWarmup+2))), nil, w, keys); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()

@@ -31,6 +31,9 @@ func (e *evaluation) weightedLoss(w map[string]float64) float64 {
 // shares, or (K, batch) of its own.
 func modelCE(s *torch.Scope, logits, labels *torch.Tensor, k int, perModel bool, r torch.Reduction) *torch.Tensor {
 	shape, _ := logits.Shape()
+	if len(shape) == 0 {
+		return failed(s, "cross-entropy", logits, 3)
+	}
 	target := s.Reshape(labels, -1)
 	if !perModel && k > 1 {
 		rep := make([]*torch.Tensor, k)
