@@ -200,7 +200,7 @@ func Run(ctx context.Context, stages []Stage, opts Options) ([]Result, error) {
 			case res.Status == Ran:
 				fmt.Fprintf(log, "%s ran in %s (%s)\n", prefix, res.Duration.Round(time.Millisecond), res.Reason)
 				lock.Stages[st.Name] = entry
-				if err := WriteLock(lockPath, lock); err != nil {
+				if err := UpdateLock(lockPath, func(l *Lock) { l.Stages[st.Name] = entry }); err != nil {
 					failures[i] = fmt.Errorf("stage %q: %w", st.Name, err)
 				}
 			}
