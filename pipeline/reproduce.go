@@ -20,6 +20,7 @@ import (
 	"github.com/m2mix/m2mix/progress"
 	"github.com/m2mix/m2mix/reports"
 	"github.com/m2mix/m2mix/runrecord"
+	"github.com/m2mix/m2mix/slurm"
 	"github.com/m2mix/m2mix/torch"
 )
 
@@ -58,6 +59,12 @@ type ReproduceOptions struct {
 	Force     []string
 	LockPath  string
 	Log       io.Writer
+	// Stage, when set, runs that stage alone with the local runner: what a
+	// Slurm job does.
+	Stage string
+	// Slurm, when set, submits the stages to Slurm instead of running them
+	// here (Stage unset).
+	Slurm *SlurmOptions
 }
 
 // Stages lists the whole pipeline for o: fetch, prepare AV-MNIST, prepare
@@ -255,12 +262,45 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 			return err
 		}
 	}
-	jobs := o.Jobs
-	if jobs == 0 && o.Device != torch.CPU && o.Device != "" {
-		jobs = o.Profile.GPUJobs
+	return execute(ctx, stages, o)
+}
+
+// execute runs stages as o says: one stage here (a Slurm job's part), all of
+// them on Slurm, or all of them here, up to o.Jobs at once.
+func execute(ctx context.Context, stages []Stage, o ReproduceOptions) error {
+	opts := Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log}
+	switch {
+	case o.Stage != "":
+		i := slices.IndexFunc(stages, func(st Stage) bool { return st.Name == o.Stage })
+		if i < 0 {
+			return fmt.Errorf("--stage %q: no such stage in this pipeline", o.Stage)
+		}
+		if !slices.Contains(o.Force, o.Stage) {
+			opts.Force = nil
+		} else {
+			opts.Force = []string{o.Stage}
+		}
+		_, err := Run(ctx, stages[i:i+1], opts)
+		return err
+	case o.Slurm != nil:
+		_, err := SubmitSlurm(ctx, stages, opts, *o.Slurm)
+		return err
 	}
-	_, err = Run(ctx, stages, Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log, Jobs: jobs})
+	opts.Jobs = o.Jobs
+	if opts.Jobs == 0 && o.Device != torch.CPU && o.Device != "" {
+		opts.Jobs = o.Profile.GPUJobs
+	}
+	_, err := Run(ctx, stages, opts)
 	return err
+}
+
+// ReproduceStatus says where each stage of the pipeline stands (see StatusOf).
+func ReproduceStatus(ctx context.Context, o ReproduceOptions, client slurm.Client) ([]StageState, error) {
+	stages, err := Stages(o)
+	if err != nil {
+		return nil, err
+	}
+	return StatusOf(ctx, stages, o.LockPath, client)
 }
 
 func deref(p *int) int {

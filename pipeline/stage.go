@@ -81,6 +81,10 @@ func (s Status) String() string {
 		return "skipped"
 	case Failed:
 		return "failed"
+	case Submitted:
+		return "submitted"
+	case Queued:
+		return "queued"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
