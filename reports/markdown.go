@@ -24,6 +24,7 @@ type report struct {
 	plots      map[string][]plotFile // configuration (or table id) -> its plots
 	variant    string                // the AV-MNIST variant of this page; "" for the recipe
 	variants   []string              // the recipe's page: the variants that have pages
+	sweeps     string                // the recipe's page: the sweeps' sections (Markdown)
 }
 
 // markdown renders the results page. It depends only on its inputs: no
@@ -49,6 +50,7 @@ func (r *report) markdown() string {
 	r.writeFeatureTable(&b)
 	r.writeRuns(&b)
 	r.writePlots(&b)
+	b.WriteString(r.sweeps)
 	b.WriteString("## Source\n\n")
 	fmt.Fprintf(&b, "Paper rows: %s\n", r.paper.Citation)
 	for _, n := range r.paper.Notes {
