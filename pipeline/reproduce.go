@@ -65,6 +65,16 @@ type ReproduceOptions struct {
 	// Slurm, when set, submits the stages to Slurm instead of running them
 	// here (Stage unset).
 	Slurm *SlurmOptions
+	// Configs are configurations the profile may name besides those in
+	// manifests/configs (a sweep's derived ones), by name.
+	Configs map[string]*model.Config
+}
+
+func (o ReproduceOptions) config(name string) (*model.Config, error) {
+	if c, ok := o.Configs[name]; ok {
+		return c, nil
+	}
+	return model.LoadConfig(name)
 }
 
 // Stages lists the whole pipeline for o: fetch, prepare AV-MNIST, prepare
@@ -154,7 +164,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 
 	var records []string
 	for i, name := range o.Profile.Configs {
-		cfg, err := model.LoadConfig(name)
+		cfg, err := o.config(name)
 		if err != nil {
 			return nil, err
 		}
@@ -252,7 +262,15 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 	if err != nil {
 		return err
 	}
-	// Every output folder must be usable before hours of training.
+	if err := checkOutputs(o); err != nil {
+		return err
+	}
+	return execute(ctx, stages, o)
+}
+
+// checkOutputs makes sure every output folder is usable before hours of
+// training.
+func checkOutputs(o ReproduceOptions) error {
 	lock := o.LockPath
 	if lock == "" {
 		lock = DefaultLockPath
@@ -262,7 +280,7 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 			return err
 		}
 	}
-	return execute(ctx, stages, o)
+	return nil
 }
 
 // execute runs stages as o says: one stage here (a Slurm job's part), all of
