@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/m2mix/m2mix/manifests"
+	"github.com/m2mix/m2mix/slurm"
 	"slices"
 	"sort"
 )
@@ -28,6 +29,9 @@ type Profile struct {
 	// models at batch 32 leave most of a large GPU idle, and stages on
 	// their own threads and streams overlap. On the CPU stages run one by one.
 	GPUJobs int `json:"gpu_jobs,omitempty"`
+	// Slurm are the default submission options of --executor slurm (the
+	// flags override them).
+	Slurm slurm.Resources `json:"slurm,omitempty"`
 }
 
 // Overrides are training limits that replace a configuration's own. A nil
