@@ -170,6 +170,9 @@ func SubmitSlurm(ctx context.Context, stages []Stage, opts Options, so SlurmOpti
 			}
 		} else {
 			p.reason = "after " + strings.Join(names, ", ")
+			if len(names) > 3 {
+				p.reason = fmt.Sprintf("after %d stages: %s, ...", len(names), strings.Join(names[:2], ", "))
+			}
 		}
 		if job, ok := jobs.Stages[st.Name]; ok && queue[job].Active() {
 			if !newUpstream && !forced {
