@@ -350,6 +350,11 @@ func StatusOf(ctx context.Context, stages []Stage, lockPath string, client slurm
 			inputs, err := hashPaths(st.Inputs)
 			if err != nil {
 				s.State, s.Note = "waiting", "inputs not made yet"
+				if known && js.State != "COMPLETED" {
+					// Its job ended without running it (cancelled after an
+					// upstream job failed, or failed itself).
+					s.State, s.Note = "failed", fmt.Sprintf("job %s %s, exit %s; inputs not made yet", s.Job, js.State, js.Exit)
+				}
 				break
 			}
 			params, err := CanonicalJSON(st.Params)

@@ -183,13 +183,14 @@ func TestStatusOf(t *testing.T) {
 		{Name: "f", Inputs: []string{p("done")}, Outputs: []string{p("f")}, Code: "1", Run: ok},
 		{Name: "w", Inputs: []string{p("q")}, Outputs: []string{p("w")}, Code: "1", Run: ok},
 		{Name: "t", Inputs: []string{p("done")}, Outputs: []string{p("t")}, Code: "1", Run: ok},
+		{Name: "c", Inputs: []string{p("f")}, Outputs: []string{p("c")}, Code: "1", Run: ok},
 	}
 	lock := p("m2mix.lock")
 	if err := runOne(stages[0], lock); err != nil {
 		t.Fatal(err)
 	}
 	if err := artifact.WriteJSON(JobsPath(lock), Jobs{Version: JobsVersion, Stages: map[string]string{
-		"done": "7", "q": "8_0", "r": "8_1", "f": "8_2", "w": "9"}}); err != nil {
+		"done": "7", "q": "8_0", "r": "8_1", "f": "8_2", "w": "9", "c": "10"}}); err != nil {
 		t.Fatal(err)
 	}
 	client := slurm.Client{Run: func(_ context.Context, _ []byte, name string, args ...string) ([]byte, error) {
@@ -204,6 +205,8 @@ func TestStatusOf(t *testing.T) {
 				return []byte("JobId=12 ArrayJobId=8 ArrayTaskId=2 JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0\n"), nil
 			case "7":
 				return []byte("JobId=7 JobState=COMPLETED Reason=None ExitCode=0:0\n"), nil
+			case "10":
+				return []byte("JobId=10 JobState=CANCELLED Reason=DependencyNeverSatisfied ExitCode=0:0\n"), nil
 			}
 			return nil, errors.New("slurm_load_jobs error: Invalid job id specified")
 		}
@@ -213,7 +216,7 @@ func TestStatusOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"done": "done", "q": "queued", "r": "running", "f": "failed", "w": "waiting", "t": "to do"}
+	want := map[string]string{"done": "done", "q": "queued", "r": "running", "f": "failed", "w": "waiting", "t": "to do", "c": "failed"}
 	for _, s := range got {
 		if s.State != want[s.Name] {
 			t.Errorf("%s: %s (%s), want %s", s.Name, s.State, s.Note, want[s.Name])
@@ -221,7 +224,7 @@ func TestStatusOf(t *testing.T) {
 	}
 	var b bytes.Buffer
 	PrintStatus(&b, got)
-	if !strings.Contains(b.String(), "failed   f  job 8_2  (job 8_2 FAILED, exit 1:0;") || !strings.Contains(b.String(), "6 stages: 1 done, 1 running, 1 queued, 1 waiting, 1 to do, 1 failed") {
+	if !strings.Contains(b.String(), "failed   f  job 8_2  (job 8_2 FAILED, exit 1:0;") || !strings.Contains(b.String(), "7 stages: 1 done, 1 running, 1 queued, 1 waiting, 1 to do, 2 failed") {
 		t.Errorf("status:\n%s", b.String())
 	}
 }
