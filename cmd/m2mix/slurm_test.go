@@ -125,7 +125,9 @@ func tablesWithoutTimes(t *testing.T, runs string) []byte {
 // records, wall times aside) are byte-identical, and m2mix status says every
 // stage is done. Then a longer training is cancelled with scancel after its
 // first epochs, shows as failed, and a resubmission resumes it from its last
-// epoch and ends as the uninterrupted local run does.
+// epoch and ends as the uninterrupted local run does; and another is
+// requeued by Slurm (scontrol requeue: SIGTERM, then queued again, as a
+// preemption does) and the same job resumes and ends the same way.
 func TestSlurmExecutor(t *testing.T) {
 	requireSlurm(t)
 	if _, err := os.Stat(os.Getenv("M2MIX_SHIM")); err != nil {
@@ -219,22 +221,7 @@ func TestSlurmExecutor(t *testing.T) {
 		}
 		job := jobs.Stages["train/m2mixer_s/9"]
 		// Cancel once two epochs are on disk and training goes on.
-		rec := filepath.Join(onSlurm, "runs", "m2mixer_s", "9", runrecord.FileName)
-		deadline := time.Now().Add(5 * time.Minute)
-		epochs := 0
-		for epochs < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("job %s wrote %d epochs in 5 minutes", job, epochs)
-			}
-			time.Sleep(50 * time.Millisecond)
-			var r runrecord.Record
-			if b, err := os.ReadFile(rec); err == nil && json.Unmarshal(b, &r) == nil {
-				if r.Final != nil {
-					t.Fatalf("job %s finished before it could be cancelled", job)
-				}
-				epochs = len(r.History)
-			}
-		}
+		waitEpochs(t, filepath.Join(onSlurm, "runs", "m2mixer_s", "9"), job, 2)
 		if out, err := exec.Command("scancel", job).CombinedOutput(); err != nil {
 			t.Fatalf("scancel %s: %v %s", job, err, out)
 		}
@@ -262,4 +249,62 @@ func TestSlurmExecutor(t *testing.T) {
 		}
 		requireSameFolder(t, filepath.Join(local, "runs", "m2mixer_s", "9"), filepath.Join(onSlurm, "runs", "m2mixer_s", "9"))
 	})
+	t.Run("requeue", func(t *testing.T) {
+		// What a preemption does: Slurm stops the job (SIGTERM, then
+		// SIGKILL) and queues it again; the same job resumes.
+		long := filepath.Join(dir, "requeue.json")
+		if err := os.WriteFile(long, []byte(`{"name": "requeue-slurm", "seeds": [10], "configs": ["m2mixer_s"],
+			"overrides": {"max_epochs": 8, "limit_train": 1000, "limit_eval": 100}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := inDir(local, args(long)...).CombinedOutput(); err != nil {
+			t.Fatalf("local run: %v\n%s", err, out)
+		}
+		if out, err := inDir(onSlurm, args(long, "--executor", "slurm")...).CombinedOutput(); err != nil {
+			t.Fatalf("submission: %v\n%s", err, out)
+		}
+		jobs, err := pipeline.ReadJobs(lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := jobs.Stages["train/m2mixer_s/10"]
+		waitEpochs(t, filepath.Join(onSlurm, "runs", "m2mixer_s", "10"), job, 2)
+		if out, err := exec.Command("scontrol", "requeue", job).CombinedOutput(); err != nil {
+			t.Fatalf("scontrol requeue %s: %v %s", job, err, out)
+		}
+		waitJobs(t, lock, 6*time.Minute)
+		show, err := exec.Command("scontrol", "--oneliner", "show", "job", job).CombinedOutput()
+		if err != nil || !strings.Contains(string(show), "JobState=COMPLETED") || !strings.Contains(string(show), "Restarts=1") {
+			t.Fatalf("job %s after the requeue (%v): %s", job, err, show)
+		}
+		logText, err := os.ReadFile(filepath.Join(onSlurm, "slurm-logs", "m2mix-train-"+job+".out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(logText), "m2mixer_s seed 10: resuming at epoch ") || strings.Contains(string(logText), "resuming at epoch 0") {
+			t.Fatalf("the requeued job %s did not resume:\n%s", job, logText)
+		}
+		requireSameFolder(t, filepath.Join(local, "runs", "m2mixer_s", "10"), filepath.Join(onSlurm, "runs", "m2mixer_s", "10"))
+	})
+}
+
+// waitEpochs waits until the run folder's record holds n epochs of an
+// unfinished run (job is writing it).
+func waitEpochs(t *testing.T, runDir, job string, n int) {
+	t.Helper()
+	rec := filepath.Join(runDir, runrecord.FileName)
+	deadline := time.Now().Add(5 * time.Minute)
+	for epochs := 0; epochs < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s wrote %d epochs in 5 minutes", job, epochs)
+		}
+		time.Sleep(50 * time.Millisecond)
+		var r runrecord.Record
+		if b, err := os.ReadFile(rec); err == nil && json.Unmarshal(b, &r) == nil {
+			if r.Final != nil {
+				t.Fatalf("job %s finished before it could be stopped", job)
+			}
+			epochs = len(r.History)
+		}
+	}
 }
