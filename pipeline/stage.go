@@ -11,7 +11,13 @@
 // when stages run at once (Options.Jobs) it waits for the stages that write
 // its inputs.
 //
-// The package also loads the profiles in manifests/profiles (see Profile).
+// Two executors run the same stages: Run, here (the local executor), and
+// SubmitSlurm, which makes Slurm jobs of them (job arrays, afterok
+// dependencies) whose each job runs one stage with Run; the lock file takes
+// their entries under a file lock (UpdateLock).
+//
+// The package also loads the profiles in manifests/profiles (see Profile)
+// and the sweeps in manifests/sweeps (see Sweep).
 package pipeline
 
 import (
