@@ -225,6 +225,9 @@ func heatMap(info SweepInfo, stats []ConfigStats) ([]byte, error) {
 	}
 	p := plot.New()
 	p.Title.Text = info.Name + ": mean test accuracy (%)"
+	if !math.IsInf(lo, 0) {
+		p.Title.Text += "\nblue " + fmtNum(lo, 2) + ", red " + fmtNum(hi, 2)
+	}
 	p.X.Label.Text = info.Params[1]
 	p.Y.Label.Text = info.Params[0]
 	pal := moreland.SmoothBlueRed().Palette(64)
