@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,8 +172,12 @@ func (sf *slurmFlags) apply(cmd *cobra.Command, o *pipeline.ReproduceOptions, pr
 	}
 	if sf.stage != "" {
 		o.Stage = sf.stage
-		if o.Threads == 0 {
-			o.Threads = slurmCPUs()
+		if n := slurmCPUs(); n > 0 {
+			// Go's own parallel loops (data preparation) keep to them too.
+			runtime.GOMAXPROCS(n)
+			if o.Threads == 0 {
+				o.Threads = n
+			}
 		}
 		return nil
 	}
@@ -209,8 +214,8 @@ func jobCommand(cmd *cobra.Command, sub []string) ([]string, error) {
 }
 
 // slurmCPUs is the number of CPUs Slurm gave this job (0 outside a job):
-// with TaskPlugin=task/none nothing confines a job to them, so libtorch
-// would otherwise start a thread per core of the node.
+// where Slurm does not confine a job to them (TaskPlugin=task/none),
+// libtorch and Go would otherwise start a thread per core of the node.
 func slurmCPUs() int {
 	for _, v := range []string{"SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"} {
 		if n, err := strconv.Atoi(os.Getenv(v)); err == nil && n > 0 {
