@@ -129,9 +129,13 @@ type slurmFlags struct {
 	dryRun                bool
 }
 
+// submitFlags are Slurm's submission options: they need --executor slurm.
+var submitFlags = []string{"partition", "gres", "gpus", "time", "cpus-per-task", "mem", "sbatch-arg", "slurm-logs"}
+
 // slurmOnly are the flags a job does not get back: they are about
-// submitting, not about the pipeline.
-var slurmOnly = []string{"executor", "partition", "gres", "gpus", "time", "cpus-per-task", "mem", "sbatch-arg", "slurm-logs", "stage", "force", "dry-run", "jobs"}
+// submitting, not about the pipeline (--force goes to the forced stage's
+// job alone).
+var slurmOnly = append([]string{"executor", "stage", "force", "dry-run", "jobs"}, submitFlags...)
 
 func (sf *slurmFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&sf.executor, "executor", "local", "local (run the stages here) or slurm (submit them with sbatch)")
@@ -154,7 +158,7 @@ func (sf *slurmFlags) register(f *pflag.FlagSet) {
 func (sf *slurmFlags) apply(cmd *cobra.Command, o *pipeline.ReproduceOptions, profile slurm.Resources, sub []string) error {
 	var slurmSet []string
 	cmd.Flags().Visit(func(f *pflag.Flag) {
-		if slices.Contains(slurmOnly[1:9], f.Name) {
+		if slices.Contains(submitFlags, f.Name) {
 			slurmSet = append(slurmSet, "--"+f.Name)
 		}
 	})
