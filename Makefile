@@ -106,7 +106,7 @@ test: toolchain deps shim slurm
 	@$(GO) test -count=1 -timeout 30m -v -run '$(SLURM_TEST)' ./cmd/m2mix >/tmp/m2mix-slurm-test.log 2>&1 \
 		|| { cat /tmp/m2mix-slurm-test.log; exit 1; }
 	@if grep -q -- '--- SKIP: TestSlurmExecutor' /tmp/m2mix-slurm-test.log; then \
-		echo "slurm test: SKIPPED:" $$(grep -A1 -- '--- SKIP: TestSlurmExecutor' /tmp/m2mix-slurm-test.log | tail -n1); \
+		echo "slurm test: SKIPPED:" $$(grep -m1 -E 'slurm_test.go:[0-9]+: ' /tmp/m2mix-slurm-test.log | sed 's/^ *//'); \
 	else grep -E -- '--- (PASS|FAIL)|the tiny profile on Slurm' /tmp/m2mix-slurm-test.log | sed 's/^ */slurm test: /'; fi
 	@for f in $(FUZZ); do \
 		echo "fuzz $${f#*:} ($(FUZZTIME))"; \
