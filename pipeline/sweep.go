@@ -232,8 +232,8 @@ func setPath(tree map[string]any, path string, v json.RawMessage) error {
 	return nil
 }
 
-// SweepStages lists the sweep's pipeline: the data stages reproduce has
-// (the same names, so they share lock entries), one training stage per
+// SweepStages lists the sweep's pipeline: the data stages of reproduce that
+// its training reads (the same names, so they share lock entries), one training stage per
 // (grid point, seed) (or per point with seed_batch) whose runs go to
 // <runs>/sweeps/<name>, and the sweep's report (<results>/sweeps/<name>).
 func SweepStages(s *Sweep, o ReproduceOptions) ([]Stage, reports.SweepInfo, error) {
@@ -257,6 +257,27 @@ func SweepStages(s *Sweep, o ReproduceOptions) ([]Stage, reports.SweepInfo, erro
 	if err != nil {
 		return nil, info, err
 	}
+	// Only the data stages the training needs (AV-MNIST's fetch and
+	// preparation, or MIMIC-III's), found through the stages' inputs.
+	deps := dependencies(stages)
+	keep := make([]bool, len(stages))
+	for i := len(stages) - 1; i >= 0; i-- {
+		if i == len(stages)-1 || strings.HasPrefix(stages[i].Name, "train/") {
+			keep[i] = true
+		}
+		if keep[i] {
+			for _, j := range deps[i] {
+				keep[j] = true
+			}
+		}
+	}
+	var needed []Stage
+	for i, st := range stages {
+		if keep[i] {
+			needed = append(needed, st)
+		}
+	}
+	stages = needed
 	last := stages[len(stages)-1] // the whole report, replaced by the sweep's
 	infoPath := filepath.Join(runs, reports.SweepFileName)
 	stages[len(stages)-1] = Stage{

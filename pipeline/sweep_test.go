@@ -1,7 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,8 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/m2mix/m2mix/artifact"
 	"github.com/m2mix/m2mix/model"
+	"github.com/m2mix/m2mix/prep/mimic/mimictest"
 	"github.com/m2mix/m2mix/reports"
+	"github.com/m2mix/m2mix/runrecord"
 )
 
 // TestSweepPoints expands the AV-MNIST schedule sweep: six points, the last
@@ -117,21 +123,73 @@ func TestSweepStages(t *testing.T) {
 	for _, st := range stages {
 		names = append(names, st.Name)
 	}
-	if len(stages) != 3+12+1 || !slices.Equal(names[:3], []string{"fetch", "prep-avmnist", "prep-mimic"}) ||
-		names[3] != "train/m2mixer_s+lc_eta=0+lc_k=0/42" || names[4] != "train/m2mixer_s+lc_eta=0+lc_k=0/43" || names[15] != "report-sweep/lc-schedule-avmnist" {
+	// MIMIC-III's preparation is not among them: AV-MNIST's training does not read it.
+	if len(stages) != 2+12+1 || !slices.Equal(names[:2], []string{"fetch", "prep-avmnist"}) ||
+		names[2] != "train/m2mixer_s+lc_eta=0+lc_k=0/42" || names[3] != "train/m2mixer_s+lc_eta=0+lc_k=0/43" || names[14] != "report-sweep/lc-schedule-avmnist" {
 		t.Fatalf("stages %v", names)
 	}
 	sweepRuns := filepath.Join(o.Runs, reports.SweepsDir, s.Name)
-	if !slices.Contains(stages[4].Outputs, filepath.Join(sweepRuns, "m2mixer_s+lc_eta=0+lc_k=0", "43", "record.json")) {
-		t.Errorf("outputs %v", stages[4].Outputs)
+	if !slices.Contains(stages[3].Outputs, filepath.Join(sweepRuns, "m2mixer_s+lc_eta=0+lc_k=0", "43", "record.json")) {
+		t.Errorf("outputs %v", stages[3].Outputs)
 	}
-	rep := stages[15]
+	rep := stages[14]
 	if len(rep.Inputs) != 13 || rep.Inputs[12] != filepath.Join(sweepRuns, reports.SweepFileName) ||
 		!slices.Equal(rep.Outputs, []string{filepath.Join(o.Results, reports.SweepsDir, s.Name)}) {
 		t.Errorf("sweep report: inputs %v outputs %v", rep.Inputs, rep.Outputs)
 	}
 	deps := dependencies(stages)
-	if !slices.Contains(deps[4], 1) || len(deps[15]) != 12 {
-		t.Errorf("dependencies: training %v, report %v", deps[4], deps[15])
+	if !slices.Contains(deps[3], 1) || len(deps[14]) != 12 {
+		t.Errorf("dependencies: training %v, report %v", deps[3], deps[14])
+	}
+}
+
+// TestRunSweep runs a small sweep here end to end on a synthetic MIMIC-III:
+// M2-Mixer_LC over lc_k in {0, 2} for two epochs. Each point trains with its
+// own schedule (k = 2 keeps w_f = 1/3 in both epochs), leaves its record in
+// runs/sweeps/<name>, the sweep's page has a row per point, and running the
+// sweep again does no work.
+func TestRunSweep(t *testing.T) {
+	dir := t.TempDir()
+	pk := filepath.Join(dir, "im.pk")
+	if err := mimictest.WritePickleFile(pk, mimictest.Synthetic(400, 3)); err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "k.json")
+	if err := os.WriteFile(spec, []byte(`{"name": "k", "base": "m2mixer_lc", "seeds": [3],
+		"grid": [{"param": "loss.lc_k", "values": [0, 2]}], "overrides": {"max_epochs": 2}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSweep(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	o := ReproduceOptions{Data: filepath.Join(dir, "data"), Runs: filepath.Join(dir, "runs"), Results: filepath.Join(dir, "results"),
+		PK: pk, Threads: 1, LockPath: filepath.Join(dir, "m2mix.lock"), Log: &log}
+	if err := RunSweep(context.Background(), s, o); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	for k, want := range map[string][]float64{"0": {1.0 / 3, 1.0/3 + 0.05}, "2": {1.0 / 3, 1.0 / 3}} {
+		var rec runrecord.Record
+		path := filepath.Join(o.Runs, reports.SweepsDir, "k", "m2mixer_lc+lc_k="+k, "3", runrecord.FileName)
+		if err := artifact.ReadJSON(path, &rec); err != nil || rec.Final == nil {
+			t.Fatalf("k %s: %v", k, err)
+		}
+		for i, e := range rec.History {
+			if math.Abs(e.WFusion-want[i]) > 1e-12 {
+				t.Errorf("k %s epoch %d: w_f %v, want %v", k, i, e.WFusion, want[i])
+			}
+		}
+	}
+	page, err := os.ReadFile(filepath.Join(o.Results, reports.SweepsDir, "k", reports.IndexFile))
+	if err != nil || !strings.Contains(string(page), "| 0 | 1 | ") || !strings.Contains(string(page), "| 2 | 1 | ") {
+		t.Fatalf("sweep page (%v):\n%s", err, page)
+	}
+	log.Reset()
+	if err := RunSweep(context.Background(), s, o); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), " ran in ") {
+		t.Errorf("the second run did work:\n%s", log.String())
 	}
 }
