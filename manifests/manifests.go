@@ -1,5 +1,5 @@
 // Package manifests embeds the project's data files — pinned sources,
-// experiment configurations (one per paper row), run profiles and the
+// experiment configurations (one per paper row), run profiles, sweeps and the
 // paper's reported numbers — so the binary works from any folder.
 package manifests
 
@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-//go:embed sources.json paper-results.json claims.json configs/*.json profiles/*.json avmnist-variants/*.json
+//go:embed sources.json paper-results.json claims.json configs/*.json profiles/*.json avmnist-variants/*.json sweeps/*.json
 var files embed.FS
 
 // Read returns the file at path: from disk when it exists there (so a user

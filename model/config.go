@@ -35,6 +35,13 @@ type Config struct {
 		WFusion float64 `json:"w_fusion"` // weight of the fusion head; the others share 1-w_f
 		Scale   float64 `json:"scale"`    // the whole loss is multiplied by this
 		LCEta   float64 `json:"lc_eta"`   // w_f grows by this after each validation epoch (0: fixed)
+		// LCK is the paper's k of Eq. 7 (the reference code's
+		// loss_change_epoch): w_f grows after the validation of each epoch
+		// i >= k (0-based), as the reference does, so epoch i trains with
+		// min(1, w_f + eta*max(0, i-k)). 0 when unset, which is also what the
+		// reference configuration leaves for M2-Mixer_LC (the paper reports
+		// k = 1 as best); omitted from JSON when 0, so existing keys stay.
+		LCK int `json:"lc_k,omitempty"`
 		// Aux are terms added to the heads' loss (a baseline's regulariser).
 		Aux []AuxLoss `json:"aux,omitempty"`
 	} `json:"loss"`
@@ -121,6 +128,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("clip_grad_norm %v: want 0 (off) or more", c.ClipGradNorm)
 	case c.Selection != "" && c.Selection != "val_loss" && c.Selection != "val_accuracy":
 		return fmt.Errorf("selection %q: want val_loss or val_accuracy", c.Selection)
+	case c.Loss.LCEta < 0 || c.Loss.LCK < 0:
+		return fmt.Errorf("loss.lc_eta %v and loss.lc_k %d must be 0 or more", c.Loss.LCEta, c.Loss.LCK)
 	}
 	want := ds.Heads()
 	for _, h := range c.Heads {

@@ -467,7 +467,7 @@ func (m *member) endEpoch(cfg *Config, net *Network, i int, opt *torch.FlatOptim
 	if st.Plateau != nil {
 		st.LR = st.Plateau.Step(valLoss, st.LR)
 	}
-	if cfg.Loss.LCEta > 0 {
+	if cfg.Loss.LCEta > 0 && epoch >= cfg.Loss.LCK {
 		st.WFusion = math.Min(1, st.WFusion+cfg.Loss.LCEta)
 	}
 	st.NextEpoch = epoch + 1

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"syscall"
 
 	"github.com/m2mix/m2mix/artifact"
 )
@@ -54,4 +56,35 @@ func WriteLock(path string, l *Lock) error {
 		return fmt.Errorf("write lock file: %w", err)
 	}
 	return nil
+}
+
+// UpdateLock changes the lock file at path with f while holding an
+// exclusive file lock (flock on path+".flock"): it re-reads the file, applies f
+// and writes it atomically. Stages that finish at once, in this process or in
+// others (Slurm jobs on a shared filesystem), each add their entry instead of
+// the last writer's lock replacing the others'.
+func UpdateLock(path string, f func(*Lock)) error {
+	return withFileLock(path+".flock", func() error {
+		l, err := ReadLock(path)
+		if err != nil {
+			return err
+		}
+		f(l)
+		return WriteLock(path, l)
+	})
+}
+
+// withFileLock runs fn while holding an exclusive flock on path (created
+// when missing). The lock goes with the process, so a killed holder frees it.
+func withFileLock(path string, fn func() error) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("file lock: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("file lock %s: %w", path, err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return fn()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/m2mix/m2mix/manifests"
+	"github.com/m2mix/m2mix/slurm"
 	"slices"
 	"sort"
 )
@@ -31,6 +32,9 @@ type Profile struct {
 	// RobustnessRows is how many test rows (the first) the robustness
 	// stages evaluate each run on (0: every row the run was tested on).
 	RobustnessRows int `json:"robustness_rows,omitempty"`
+	// Slurm are the default submission options of --executor slurm (the
+	// flags override them).
+	Slurm slurm.Resources `json:"slurm,omitempty"`
 }
 
 // Overrides are training limits that replace a configuration's own. A nil

@@ -88,3 +88,22 @@ func loadString(t *testing.T, s string) *Profile {
 	}
 	return p
 }
+
+// TestProfileSlurm: a profile's "slurm" object gives --executor slurm its
+// default submission options; a misspelt option is refused.
+func TestProfileSlurm(t *testing.T) {
+	p := loadString(t, `{"name":"t","seeds":[1],"configs":["a"],
+		"slurm":{"partition":"gpu","gpus":"1","time":"04:00:00","cpus_per_task":4,"mem":"16G","extra":["--qos=normal"]}}`)
+	r := p.Slurm
+	if r.Partition != "gpu" || r.GPUs != "1" || r.Time != "04:00:00" || r.CPUsPerTask != 4 || r.Mem != "16G" || len(r.Extra) != 1 {
+		t.Fatalf("slurm options %+v", r)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.json")
+	if err := os.WriteFile(path, []byte(`{"name":"t","seeds":[1],"configs":["a"],"slurm":{"partiton":"gpu"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadProfile(path); err == nil || !strings.Contains(err.Error(), "partiton") {
+		t.Fatalf("a misspelt slurm option: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/m2mix/m2mix/reports"
 	"github.com/m2mix/m2mix/robustness"
 	"github.com/m2mix/m2mix/runrecord"
+	"github.com/m2mix/m2mix/slurm"
 	"github.com/m2mix/m2mix/torch"
 )
 
@@ -59,6 +60,22 @@ type ReproduceOptions struct {
 	Force     []string
 	LockPath  string
 	Log       io.Writer
+	// Stage, when set, runs that stage alone with the local runner: what a
+	// Slurm job does.
+	Stage string
+	// Slurm, when set, submits the stages to Slurm instead of running them
+	// here (Stage unset).
+	Slurm *SlurmOptions
+	// Configs are configurations the profile may name besides those in
+	// manifests/configs (a sweep's derived ones), by name.
+	Configs map[string]*model.Config
+}
+
+func (o ReproduceOptions) config(name string) (*model.Config, error) {
+	if c, ok := o.Configs[name]; ok {
+		return c, nil
+	}
+	return model.LoadConfig(name)
 }
 
 // Stages lists the whole pipeline for o: fetch, prepare AV-MNIST, prepare
@@ -149,7 +166,7 @@ func Stages(o ReproduceOptions) ([]Stage, error) {
 	var records []string
 	trained := map[string][]trainedRun{} // dataset -> runs the robustness stages evaluate
 	for i, name := range o.Profile.Configs {
-		cfg, err := model.LoadConfig(name)
+		cfg, err := o.config(name)
 		if err != nil {
 			return nil, err
 		}
@@ -281,7 +298,15 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 	if err != nil {
 		return err
 	}
-	// Every output folder must be usable before hours of training.
+	if err := checkOutputs(o); err != nil {
+		return err
+	}
+	return execute(ctx, stages, o)
+}
+
+// checkOutputs makes sure every output folder is usable before hours of
+// training.
+func checkOutputs(o ReproduceOptions) error {
 	lock := o.LockPath
 	if lock == "" {
 		lock = DefaultLockPath
@@ -291,12 +316,45 @@ func Reproduce(ctx context.Context, o ReproduceOptions) error {
 			return err
 		}
 	}
-	jobs := o.Jobs
-	if jobs == 0 && o.Device != torch.CPU && o.Device != "" {
-		jobs = o.Profile.GPUJobs
+	return nil
+}
+
+// execute runs stages as o says: one stage here (a Slurm job's part), all of
+// them on Slurm, or all of them here, up to o.Jobs at once.
+func execute(ctx context.Context, stages []Stage, o ReproduceOptions) error {
+	opts := Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log}
+	switch {
+	case o.Stage != "":
+		i := slices.IndexFunc(stages, func(st Stage) bool { return st.Name == o.Stage })
+		if i < 0 {
+			return fmt.Errorf("--stage %q: no such stage in this pipeline", o.Stage)
+		}
+		if !slices.Contains(o.Force, o.Stage) {
+			opts.Force = nil
+		} else {
+			opts.Force = []string{o.Stage}
+		}
+		_, err := Run(ctx, stages[i:i+1], opts)
+		return err
+	case o.Slurm != nil:
+		_, err := SubmitSlurm(ctx, stages, opts, *o.Slurm)
+		return err
 	}
-	_, err = Run(ctx, stages, Options{LockPath: o.LockPath, Force: o.Force, Log: o.Log, Jobs: jobs})
+	opts.Jobs = o.Jobs
+	if opts.Jobs == 0 && o.Device != torch.CPU && o.Device != "" {
+		opts.Jobs = o.Profile.GPUJobs
+	}
+	_, err := Run(ctx, stages, opts)
 	return err
+}
+
+// ReproduceStatus says where each stage of the pipeline stands (see StatusOf).
+func ReproduceStatus(ctx context.Context, o ReproduceOptions, client slurm.Client) ([]StageState, error) {
+	stages, err := Stages(o)
+	if err != nil {
+		return nil, err
+	}
+	return StatusOf(ctx, stages, o.LockPath, client)
 }
 
 func deref(p *int) int {

@@ -11,7 +11,13 @@
 // when stages run at once (Options.Jobs) it waits for the stages that write
 // its inputs.
 //
-// The package also loads the profiles in manifests/profiles (see Profile).
+// Two executors run the same stages: Run, here (the local executor), and
+// SubmitSlurm, which makes Slurm jobs of them (job arrays, afterok
+// dependencies) whose each job runs one stage with Run; the lock file takes
+// their entries under a file lock (UpdateLock).
+//
+// The package also loads the profiles in manifests/profiles (see Profile)
+// and the sweeps in manifests/sweeps (see Sweep).
 package pipeline
 
 import (
@@ -81,6 +87,10 @@ func (s Status) String() string {
 		return "skipped"
 	case Failed:
 		return "failed"
+	case Submitted:
+		return "submitted"
+	case Queued:
+		return "queued"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -200,7 +210,7 @@ func Run(ctx context.Context, stages []Stage, opts Options) ([]Result, error) {
 			case res.Status == Ran:
 				fmt.Fprintf(log, "%s ran in %s (%s)\n", prefix, res.Duration.Round(time.Millisecond), res.Reason)
 				lock.Stages[st.Name] = entry
-				if err := WriteLock(lockPath, lock); err != nil {
+				if err := UpdateLock(lockPath, func(l *Lock) { l.Stages[st.Name] = entry }); err != nil {
 					failures[i] = fmt.Errorf("stage %q: %w", st.Name, err)
 				}
 			}

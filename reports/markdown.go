@@ -28,6 +28,7 @@ type report struct {
 	groups     map[string]*group     // configuration -> its records
 	claims     *Claims
 	robust     map[string][]robustness.Result // configuration -> its robustness results, by seed
+	sweeps     string                // the recipe's page: the sweeps' sections (Markdown)
 }
 
 // markdown renders the results page. It depends only on its inputs: no
@@ -55,6 +56,7 @@ func (r *report) markdown() string {
 	r.writeRobustness(&b)
 	r.writeRuns(&b)
 	r.writePlots(&b)
+	b.WriteString(r.sweeps)
 	b.WriteString("## Source\n\n")
 	fmt.Fprintf(&b, "Paper rows: %s\n", r.paper.Citation)
 	for _, n := range r.paper.Notes {

@@ -56,6 +56,11 @@ type Summary struct {
 // missing one is an error (most likely a wrong path). Plots left from earlier reports that this one does not
 // make are removed, so the folder matches the page.
 //
+// Sweeps (m2mix sweep) lie in <runsDir>/sweeps/<name>/ with their
+// sweep.json; each gets a section at the end of the main page (a table of
+// mean ± std per grid point and a heat map) and its own page in
+// <outDir>/sweeps/<name>/.
+//
 // Runs of an AV-MNIST generation variant lie in <runsDir>/variants/<name>/
 // (as m2mix reproduce --avmnist-variant puts them); each variant gets its
 // own page, <outDir>/variants/<name>/README.md with its Tables I and III
@@ -69,12 +74,17 @@ func Generate(runsDir, outDir string, opts Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	sum, err := generatePage(runsDir, outDir, opts, "", variants)
+	sweeps, sweepFiles, err := sweepSections(runsDir, outDir)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum, err := generatePage(runsDir, outDir, opts, "", variants, sweeps)
 	if err != nil {
 		return sum, err
 	}
+	sum.Files = append(sum.Files, sweepFiles...)
 	for _, v := range variants {
-		vs, err := generatePage(filepath.Join(runsDir, VariantsDir, v), filepath.Join(outDir, VariantsDir, v), opts, v, nil)
+		vs, err := generatePage(filepath.Join(runsDir, VariantsDir, v), filepath.Join(outDir, VariantsDir, v), opts, v, nil, "")
 		if err != nil {
 			return sum, fmt.Errorf("variant %s: %w", v, err)
 		}
@@ -110,7 +120,8 @@ func listVariants(runsDir string) ([]string, error) {
 
 // generatePage writes one page: the recipe's runs (variant "", linking to the
 // variants' pages) or one variant's.
-func generatePage(runsDir, outDir string, opts Options, variant string, variants []string) (Summary, error) {
+// sweeps (the sweeps' sections) goes at the end of the page.
+func generatePage(runsDir, outDir string, opts Options, variant string, variants []string, sweeps string) (Summary, error) {
 	paperPath := opts.PaperResults
 	if paperPath == "" {
 		paperPath = DefaultPaperResults
@@ -139,7 +150,7 @@ func generatePage(runsDir, outDir string, opts Options, variant string, variants
 
 	groups := groupRecords(recs)
 	r := &report{paper: paper, stats: map[string]ConfigStats{}, plots: map[string][]plotFile{}, variant: variant, variants: variants,
-		groups: groups, claims: claims, robust: robust}
+		groups: groups, claims: claims, robust: robust, sweeps: sweeps}
 	r.order = paper.configs()
 	var extra []string
 	for c := range groups {

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newPackCmd(),
 		newTrainCmd(),
 		newReproduceCmd(),
+		newSweepCmd(),
+		newStatusCmd(),
 		newConfigsCmd(),
 		newReportCmd(),
 		newAuditCmd(),
