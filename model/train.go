@@ -60,6 +60,7 @@ func (o *Options) setup(cfg *Config) (torch.Info, int, error) {
 	if err := torch.SetThreads(threads); err != nil {
 		return torch.Info{}, 0, err
 	}
+	o.Threads = threads
 	info, err := torch.GetInfo()
 	if err != nil {
 		return torch.Info{}, 0, err
@@ -223,7 +224,7 @@ func Train(cfg *Config, seeds []int64, o Options) ([]*runrecord.Record, error) {
 		}
 		m.rec = &runrecord.Record{
 			Config: cfg.Name, Model: cfg.Model, Dataset: cfg.Dataset, Seed: seed, Profile: o.Profile,
-			Device: string(o.Device), Libtorch: info.Version, Inputs: inputs, Settings: settings,
+			Device: string(o.Device), Libtorch: info.Version, Threads: o.Threads, Inputs: inputs, Settings: settings,
 		}
 		m.st = &loopState{LR: cfg.LR, WFusion: cfg.Loss.WFusion, Early: NewEarlyStop(cfg.EarlyStopping), BestEpoch: -1}
 		if cfg.Plateau != nil {

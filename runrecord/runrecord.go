@@ -10,13 +10,17 @@ const FileName = "record.json"
 
 // Record is everything a report needs about one (configuration, seed) run.
 type Record struct {
-	Config   string            `json:"config"`  // configuration name, e.g. "m2mixer_m"
-	Model    string            `json:"model"`   // paper row name, e.g. "M2-Mixer_M"
-	Dataset  string            `json:"dataset"` // "avmnist" or "mimic"
-	Seed     int64             `json:"seed"`
-	Profile  string            `json:"profile,omitempty"`
-	Device   string            `json:"device"`   // "cpu", "cuda:0"
-	Libtorch string            `json:"libtorch"` // libtorch version string
+	Config   string `json:"config"`  // configuration name, e.g. "m2mixer_m"
+	Model    string `json:"model"`   // paper row name, e.g. "M2-Mixer_M"
+	Dataset  string `json:"dataset"` // "avmnist" or "mimic"
+	Seed     int64  `json:"seed"`
+	Profile  string `json:"profile,omitempty"`
+	Device   string `json:"device"`   // "cpu", "cuda:0"
+	Libtorch string `json:"libtorch"` // libtorch version string
+	// Threads is libtorch's intra-op thread count: on a CPU, results are
+	// byte-identical for the same count, and may differ in the last bits
+	// (then more, through training) for another.
+	Threads  int               `json:"threads,omitempty"`
 	Inputs   map[string]string `json:"inputs"`   // dataset file -> sha256
 	Settings map[string]any    `json:"settings"` // the resolved configuration and run limits
 	Params   int64             `json:"trainable_params"`
