@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/m2mix/m2mix/manifests"
-	"github.com/m2mix/m2mix/slurm"
 	"slices"
 	"sort"
+	"strings"
+
+	"github.com/m2mix/m2mix/manifests"
+	"github.com/m2mix/m2mix/slurm"
 )
 
 // Profile says which configurations to train, with which seeds and limits.
@@ -107,6 +109,19 @@ func (p *Profile) Validate() error {
 			return fmt.Errorf("per_config_overrides %q: %w", c, err)
 		}
 	}
+	return nil
+}
+
+// Only keeps the profile's configurations that are named, in the
+// profile's order: a part of a profile, with the profile's name, settings
+// and so stage keys. Every name must be one of the profile's.
+func (p *Profile) Only(names []string) error {
+	for _, n := range names {
+		if !slices.Contains(p.Configs, n) {
+			return fmt.Errorf("profile %s has no configuration %q (it has %s)", p.Name, n, strings.Join(p.Configs, ", "))
+		}
+	}
+	p.Configs = slices.DeleteFunc(p.Configs, func(c string) bool { return !slices.Contains(names, c) })
 	return nil
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,18 @@ func TestProfileSlurm(t *testing.T) {
 	}
 	if _, err := LoadProfile(path); err == nil || !strings.Contains(err.Error(), "partiton") {
 		t.Fatalf("a misspelt slurm option: %v", err)
+	}
+}
+
+func TestProfileOnly(t *testing.T) {
+	p := &Profile{Name: "p", Configs: []string{"mmixer", "m2mixer_s", "probe_image", "late_fusion"}}
+	if err := p.Only([]string{"late_fusion", "mmixer"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"mmixer", "late_fusion"}; !slices.Equal(p.Configs, want) {
+		t.Errorf("configs %v, want %v (the profile's order)", p.Configs, want)
+	}
+	if err := p.Only([]string{"m2mixer_b"}); err == nil || !strings.Contains(err.Error(), `no configuration "m2mixer_b"`) {
+		t.Errorf("a name outside the profile: %v", err)
 	}
 }

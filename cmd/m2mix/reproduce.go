@@ -68,12 +68,14 @@ m2mix status) shows which stages are done, queued, running or failed.`,
 // status and sweep share them, and a Slurm job gets them back unchanged.
 type pipelineFlags struct {
 	profile, device, mirror, variant string
+	only                             []string
 	o                                pipeline.ReproduceOptions
 }
 
 func (pf *pipelineFlags) register(f *pflag.FlagSet, profile bool) {
 	if profile {
 		f.StringVar(&pf.profile, "profile", "quick", "quick (CPU, minutes) or paper (10 seeds, full training; meant for a GPU), or a profile file")
+		f.StringSliceVar(&pf.only, "only", nil, "train only these of the profile's configurations (their stages keep the profile's keys; the others' are left as they are)")
 	}
 	f.StringVar(&pf.device, "device", "cpu", "cpu, cuda or cuda:N")
 	f.StringVar(&pf.mirror, "mirror", "", "local mirror of the raw sources (default "+defaultMirror+" when it exists)")
@@ -104,6 +106,11 @@ func (pf *pipelineFlags) options(cmd *cobra.Command) (pipeline.ReproduceOptions,
 		p, err := pipeline.LoadProfile(path)
 		if err != nil {
 			return o, err
+		}
+		if len(pf.only) > 0 {
+			if err := p.Only(pf.only); err != nil {
+				return o, err
+			}
 		}
 		o.Profile = p
 	}
