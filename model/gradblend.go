@@ -174,12 +174,11 @@ func newGradBlend(cfg *Config, net *Network, tr *trainer, ds *Datasets, seeds []
 	if g.headTr, err = newTrainer(g.head, headCfg, g.rest, o); err != nil {
 		return fail(err)
 	}
-	testedCfg := *headCfg
-	testedCfg.Name = cfg.Name // its checkpoints are the run's
-	if g.tested, err = NewNetwork(&testedCfg, g.useeds, o.Device); err != nil {
+	testedCfg := testedConfig(cfg)
+	if g.tested, err = NewNetwork(testedCfg, g.useeds, o.Device); err != nil {
 		return fail(err)
 	}
-	if g.testedTr, err = newTrainer(g.tested, &testedCfg, g.rest, o); err != nil {
+	if g.testedTr, err = newTrainer(g.tested, testedCfg, g.rest, o); err != nil {
 		return fail(err)
 	}
 	return g, g.own.Err()
@@ -420,6 +419,15 @@ func stackedOrder(s *torch.Scope, order *torch.Tensor, k, n int64, device torch.
 		offsets = s.To(offsets, device)
 	}
 	return s.Add(order, offsets)
+}
+
+// testedConfig is the network a Gradient Blending run validates, saves and
+// tests: its encoders with the fusion head (the fine-tuned one), under the
+// run's name (its checkpoints are the run's).
+func testedConfig(cfg *Config) *Config {
+	c := *branchConfig(cfg, fusionHead)
+	c.Name = cfg.Name
+	return &c
 }
 
 // rounds trains the rounds from the one at epoch start to the last whole

@@ -170,6 +170,13 @@ func EvaluateRobustness(cfg *Config, seed int64, o RobustOptions) (*robustness.R
 	if o.Batch == 0 {
 		o.Batch = 500
 	}
+	// BatchNorm on batch statistics at test (Gradient Blending, as
+	// MultiBench tests it) makes a row's prediction depend on its batch:
+	// evaluate in the batches the run's own test used.
+	o.Batch = cfg.evalBatch(o.Batch)
+	if cfg.GradBlend != nil {
+		cfg = testedConfig(cfg) // what its best checkpoint holds: encoders and the fine-tuned head
+	}
 	if o.Device == "" {
 		o.Device = torch.CPU
 	}

@@ -162,3 +162,34 @@ func TestRobustnessMIMIC(t *testing.T) {
 		t.Error("no static-missing condition")
 	}
 }
+
+// Baselines too: the clean condition reproduces the run's test accuracy
+// for a LeNet baseline and for Gradient Blending, whose best checkpoint
+// holds its encoders and fine-tuned head only and whose BatchNorm uses
+// batch statistics at test (so the evaluation must batch as its test did).
+func TestRobustnessBaselines(t *testing.T) {
+	data, runs := t.TempDir(), t.TempDir()
+	writeSyntheticAVMNIST(t, data, [3]int{120, 48, 64})
+	o := RobustOptions{DataDir: data, RunsDir: runs, Threads: 1, Batch: 24, Seed: 5}
+	for _, name := range []string{"late_fusion", "gradblend"} {
+		cfg, err := LoadConfig(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := Options{DataDir: data, RunsDir: runs, MaxEpochs: 1, Threads: 1}
+		if cfg.GradBlend != nil {
+			opts.GradBlendRound, opts.GradBlendFinetune = 1, 1
+		}
+		if _, err := Train(cfg, []int64{4}, opts); err != nil {
+			t.Fatal(err)
+		}
+		res, err := EvaluateRobustness(cfg, 4, o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		rec := readRecordT(t, runs, name, 4)
+		if c, _ := res.Find(robustness.Corruption{Kind: robustness.Clean}); c != rec.Final.Accuracy {
+			t.Errorf("%s: clean %v, the run's test %v", name, c, rec.Final.Accuracy)
+		}
+	}
+}
