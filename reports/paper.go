@@ -45,8 +45,8 @@ type MetricTable struct {
 type PaperRow struct {
 	Name string `json:"name"`
 	Ref  string `json:"ref,omitempty"` // the paper's citation number of a baseline, e.g. "[10]"
-	// Config is the configuration that reproduces this row; empty for the
-	// baselines, which are quoted only.
+	// Config is the configuration that reproduces this row; empty for a
+	// row that is quoted only (MFAS, MVAE, MFM).
 	Config    string      `json:"config,omitempty"`
 	Note      string      `json:"note,omitempty"`
 	AccMean   json.Number `json:"acc_mean"`
