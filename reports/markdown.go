@@ -28,7 +28,7 @@ type report struct {
 	groups     map[string]*group     // configuration -> its records
 	claims     *Claims
 	robust     map[string][]robustness.Result // configuration -> its robustness results, by seed
-	sweeps     string                // the recipe's page: the sweeps' sections (Markdown)
+	sweeps     string                         // the recipe's page: the sweeps' sections (Markdown)
 }
 
 // markdown renders the results page. It depends only on its inputs: no
