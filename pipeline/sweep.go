@@ -257,12 +257,13 @@ func SweepStages(s *Sweep, o ReproduceOptions) ([]Stage, reports.SweepInfo, erro
 	if err != nil {
 		return nil, info, err
 	}
-	// Only the data stages the training needs (AV-MNIST's fetch and
-	// preparation, or MIMIC-III's), found through the stages' inputs.
+	// Only the training and the data stages it needs (AV-MNIST's fetch and
+	// preparation, or MIMIC-III's), found through the stages' inputs; not
+	// reproduce's robustness stages.
 	deps := dependencies(stages)
 	keep := make([]bool, len(stages))
 	for i := len(stages) - 1; i >= 0; i-- {
-		if i == len(stages)-1 || strings.HasPrefix(stages[i].Name, "train/") {
+		if strings.HasPrefix(stages[i].Name, "train/") {
 			keep[i] = true
 		}
 		if keep[i] {
@@ -277,11 +278,24 @@ func SweepStages(s *Sweep, o ReproduceOptions) ([]Stage, reports.SweepInfo, erro
 			needed = append(needed, st)
 		}
 	}
-	stages = needed
-	last := stages[len(stages)-1] // the whole report, replaced by the sweep's
+	// The whole report, replaced by the sweep's, which reads what the kept
+	// stages write of the report's inputs (the run records).
+	last := stages[len(stages)-1]
+	written := map[string]bool{}
+	for _, st := range needed {
+		for _, out := range st.Outputs {
+			written[out] = true
+		}
+	}
+	var inputs []string
+	for _, in := range last.Inputs {
+		if written[in] {
+			inputs = append(inputs, in)
+		}
+	}
 	infoPath := filepath.Join(runs, reports.SweepFileName)
-	stages[len(stages)-1] = Stage{
-		Name: "report-sweep/" + s.Name, Inputs: append(last.Inputs, infoPath), Params: map[string]any{"sweep": s.Name},
+	stages = append(needed, Stage{
+		Name: "report-sweep/" + s.Name, Inputs: append(inputs, infoPath), Params: map[string]any{"sweep": s.Name},
 		Outputs: []string{results}, Code: codeReportSweep,
 		Run: func(context.Context) error {
 			sum, err := reports.GenerateSweep(runs, results)
@@ -290,7 +304,7 @@ func SweepStages(s *Sweep, o ReproduceOptions) ([]Stage, reports.SweepInfo, erro
 			}
 			return err
 		},
-	}
+	})
 	return stages, info, nil
 }
 

@@ -81,15 +81,15 @@ func TestSweepRefuses(t *testing.T) {
 	for _, c := range []struct{ body, want string }{
 		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"loss.lc_kk","values":[1]}],"seeds":[1]}`, `unknown field "lc_kk"`},
 		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"hidden.x","values":[1]}],"seeds":[1]}`, `"hidden" is not an object`},
-		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"dropout","values":[0.1,0.1]}],"seeds":[1]}`, "listed twice"},
-		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"dropout","values":[1.5]}],"seeds":[1]}`, "dropout 1.5 out of [0,1)"},
+		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"network.fusion.dropout","values":[0.1,0.1]}],"seeds":[1]}`, "listed twice"},
+		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"network.fusion.dropout","values":[1.5]}],"seeds":[1]}`, "dropout 1.5 out of [0,1)"},
 		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"loss.lc_k","values":[-1]}],"seeds":[1]}`, "lc_k"},
 		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"name","values":["x"]}],"seeds":[1]}`, "names its configurations itself"},
-		{`{"name":"A b","base":"m2mixer_s","grid":[{"param":"dropout","values":[0.1]}],"seeds":[1]}`, "name"},
-		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"dropout","values":["a b"]}],"seeds":[1]}`, "plain word"},
-		{`{"name":"a","base":"probe_image","grid":[{"param":"dropout","values":[0.1]}],"seeds":[1]}`, "is a probe"},
+		{`{"name":"A b","base":"m2mixer_s","grid":[{"param":"network.fusion.dropout","values":[0.1]}],"seeds":[1]}`, "name"},
+		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"network.fusion.dropout","values":["a b"]}],"seeds":[1]}`, "plain word"},
+		{`{"name":"a","base":"probe_image","grid":[{"param":"network.fusion.dropout","values":[0.1]}],"seeds":[1]}`, "is a probe"},
 		{`{"name":"a","base":"m2mixer_s","grid":[],"seeds":[1]}`, "empty grid"},
-		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"dropout","values":[0.1]}],"seeds":[1],"limits":{}}`, `unknown field "limits"`},
+		{`{"name":"a","base":"m2mixer_s","grid":[{"param":"network.fusion.dropout","values":[0.1]}],"seeds":[1],"limits":{}}`, `unknown field "limits"`},
 	} {
 		path := filepath.Join(dir, "s.json")
 		if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
