@@ -172,7 +172,7 @@ func TestSlurmExecutor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, status)
 	}
-	if !strings.Contains(string(status), "8 stages: 7 done, 1 skipped") || !strings.Contains(string(status), "done     train/probe_audio/7  job ") {
+	if !strings.Contains(string(status), "11 stages: 10 done, 1 skipped") || !strings.Contains(string(status), "done     train/probe_audio/7  job ") {
 		logs, _ := filepath.Glob(filepath.Join(onSlurm, "slurm-logs", "*"))
 		var all []byte
 		for _, l := range logs {
