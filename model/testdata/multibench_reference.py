@@ -33,7 +33,6 @@ One intra-op thread, as the Go side, so results do not depend on cores.
 """
 
 import json
-import struct
 import sys
 
 import numpy as np
@@ -41,44 +40,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-# ---------------------------------------------------------------- safetensors
-
-_NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
-_ST = {np.dtype(v).str: k for k, v in _NP.items()}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    data = memoryview(raw)[8 + n:]
-    out = {}
-    for name, e in header.items():
-        lo, hi = e["data_offsets"]
-        dt = np.dtype(_NP[e["dtype"]]).newbyteorder("<")
-        out[name] = np.frombuffer(data[lo:hi], dtype=dt).reshape(e["shape"]).copy()
-    return out
-
-
-def write_safetensors(path, tensors, meta):
-    header, blobs, off = {"__metadata__": meta}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        b = a.tobytes()
-        header[name] = {"dtype": _ST[a.dtype.str], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from torch_reference import read_safetensors, write_safetensors  # noqa: E402
 
 # ---------------------------------------------------------------- building blocks (baselines.md 1.3)
 
